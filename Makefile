@@ -1,0 +1,48 @@
+# Videoflix developer commands. `make up` runs the stack natively, `make test` runs every test.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen --all-packages
+
+.PHONY: help install up down status test lint format bench routes clean
+
+help:
+	@echo "make up      run the whole stack natively (installs what is missing); Ctrl-C stops it"
+	@echo "make down    stop a stack started by make up (from another terminal)"
+	@echo "make status  health of every process of a running stack"
+	@echo "make test    lint, import contract, every service's tests and the end-to-end suite"
+	@echo "make bench   performance benchmarks (not part of make test)"
+	@echo "make format  apply ruff's formatting and fixes"
+	@echo "make routes  regenerate gateway configs from gateway/routes.toml"
+
+install:
+	@bash deploy/install.sh
+
+up: install
+	$(RUN) python -m deploy.devstack up
+
+down:
+	$(RUN) python -m deploy.devstack down
+
+status:
+	$(RUN) python -m deploy.devstack status
+
+test: install
+	@bash deploy/test.sh
+
+lint:
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+
+format:
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+routes:
+	$(RUN) python -m gateway.generate caddy > gateway/Caddyfile
+
+bench: install
+	@bash tests/bench/run.sh
+
+clean:
+	rm -rf .data test-artifacts

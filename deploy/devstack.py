@@ -1,0 +1,518 @@
+"""The native launcher: the whole Videoflix stack as local processes, one command.
+
+    python -m deploy.devstack up      [--data-dir .data] [--port-base 8000]
+    python -m deploy.devstack down    [--data-dir .data]
+    python -m deploy.devstack infra   [--data-dir .data] [--print-env]
+    python -m deploy.devstack status  [--data-dir .data] [--port-base 8000]
+
+`up` uses PostgreSQL, Redis and NATS at the configured URLs when they answer, and otherwise
+starts private instances from the distribution's binaries under the data directory (on the
+configured ports, so the URLs stay right). It creates the databases, runs migrations,
+renders the Caddy config from gateway/routes.toml, runs every process under honcho with
+interleaved, prefixed logs, reports health, and on Ctrl-C or `down` stops everything it
+started, private servers included. Running it twice is harmless: a second `up` sees the
+first and says so.
+
+Configuration comes from the environment, then `.env`, then defaults derived from the
+port base (see .env.example).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from gateway.generate import load_routes, render_caddyfile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    command: str
+    port_offset: int | None  # HTTP port (service or health) = port base + offset
+    health_path: str | None = "/healthz"
+
+
+PROCESSES = (
+    Process("gateway", "caddy run --config {data}/Caddyfile --adapter caddyfile", 0, None),
+    Process("auth", "videoflix-auth serve", 1),
+    Process("catalog", "videoflix-catalog serve", 2),
+    Process("streaming", "videoflix-streaming serve", 3),
+    Process("transcoder-dispatcher", "videoflix-transcoder dispatcher", 4),
+    Process("transcoder-worker", "videoflix-transcoder worker", 5),
+    Process("mailer", "videoflix-mailer consume", 6),
+    Process("mail-sink", "videoflix-mailer sink", 7),
+)
+SMTP_SINK_OFFSET = 25
+MIGRATIONS = ("videoflix-auth migrate", "videoflix-catalog migrate")
+
+
+def log(msg: str) -> None:
+    print(f"devstack | {msg}", flush=True)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def wait_port(host: str, port: int, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"devstack: {what} did not open {host}:{port} within {timeout:.0f}s")
+
+
+def apt_install(*packages: str) -> None:
+    """Install Debian packages when possible; otherwise say exactly what is missing."""
+    if os.geteuid() != 0 and not shutil.which("sudo"):
+        raise SystemExit(f"devstack: please install: apt-get install {' '.join(packages)}")
+    prefix = [] if os.geteuid() == 0 else ["sudo"]
+    log(f"installing {' '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*prefix, "apt-get", "update", "-qq"], check=False, env=env)
+    result = subprocess.run([*prefix, "apt-get", "install", "-y", "-qq", *packages], env=env)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"devstack: could not install {packages}; please run: apt-get install {' '.join(packages)}"
+        )
+
+
+def find_binary(binary: str) -> str | None:
+    candidates = [
+        shutil.which(binary),
+        f"/usr/sbin/{binary}",
+        *map(str, sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{binary}"), reverse=True)),
+    ]
+    return next((c for c in candidates if c and Path(c).exists()), None)
+
+
+def ensure_binary(binary: str, package: str) -> str:
+    """The path of `binary`, installing its Debian package first when it is missing."""
+    found = find_binary(binary)
+    if found is None:
+        apt_install(package)
+        found = find_binary(binary)
+    if found is None:
+        raise SystemExit(f"devstack: {binary} not found even after installing {package}")
+    return found
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def stack_env(data_dir: Path, port_base: int) -> dict[str, str]:
+    """Defaults derived from the port base, overridden by .env, overridden by the environment."""
+    defaults = {
+        "AUTH_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/videoflix_auth",
+        "CATALOG_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/videoflix_catalog",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "NATS_URL": "nats://127.0.0.1:4222",
+        "JWKS_URL": f"http://127.0.0.1:{port_base + 1}/.well-known/jwks.json",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port_base}",
+        "MEDIA_ROOT": str(data_dir / "media"),
+        "AUTH_KEYS_DIR": str(data_dir / "keys"),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port_base + SMTP_SINK_OFFSET),
+        "MAIL_SINK_DIR": str(data_dir / "mail"),
+        "MAILER_DATA_DIR": str(data_dir / "mailer"),
+        "MAIL_SINK_HTTP_PORT": str(port_base + 7),
+        "LOG_FORMAT": "console",
+    }
+    env_file = ROOT / ".env"
+    from_file = (
+        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+        if env_file.exists()
+        else {}
+    )
+    merged = {**defaults, **from_file}
+    merged.update({k: os.environ[k] for k in merged if k in os.environ})
+    return merged
+
+
+# --- infrastructure -----------------------------------------------------------------------
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url.replace("postgresql+psycopg", "postgresql"))
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def _is_local(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _spawn_daemon(args: list[str], log_file: Path, pid_file: Path) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+
+
+def start_private_postgres(data_dir: Path, port: int) -> None:
+    initdb, pg_ctl = ensure_binary("initdb", "postgresql"), ensure_binary("pg_ctl", "postgresql")
+    pgdata = data_dir / "postgres"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+    if not (pgdata / "PG_VERSION").exists():
+        pgdata.mkdir(parents=True, exist_ok=True)
+        if as_user:
+            shutil.chown(pgdata, "postgres", "postgres")
+        subprocess.run(
+            [
+                *as_user,
+                initdb,
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    sock = pgdata / "sock"
+    sock.mkdir(exist_ok=True)
+    if as_user:
+        shutil.chown(sock, "postgres", "postgres")
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(pgdata),
+            "-l",
+            str(pgdata / "server.log"),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    (data_dir / "private").mkdir(exist_ok=True)
+    (data_dir / "private" / "postgres").write_text(str(port))
+
+
+def stop_private_postgres(data_dir: Path) -> None:
+    pgdata = data_dir / "postgres"
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [
+            *as_user,
+            ensure_binary("pg_ctl", "postgresql"),
+            "-D",
+            str(pgdata),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ],
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def start_private_redis(data_dir: Path, port: int) -> None:
+    redis = ensure_binary("redis-server", "redis-server")
+    d = data_dir / "redis"
+    d.mkdir(parents=True, exist_ok=True)
+    _spawn_daemon(
+        [
+            redis,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(d),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ],
+        d / "redis.log",
+        data_dir / "private" / "redis.pid",
+    )
+
+
+def start_private_nats(data_dir: Path, port: int) -> None:
+    nats = ensure_binary("nats-server", "nats-server")
+    d = data_dir / "nats"
+    d.mkdir(parents=True, exist_ok=True)
+    _spawn_daemon(
+        [nats, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(d)],
+        d / "nats.log",
+        data_dir / "private" / "nats.pid",
+    )
+
+
+def ensure_infra(env: dict[str, str], data_dir: Path) -> list[str]:
+    """Make PostgreSQL, Redis and NATS answer; returns the names of private instances started."""
+    (data_dir / "private").mkdir(parents=True, exist_ok=True)
+    started = []
+    checks = (
+        ("postgres", _host_port(env["AUTH_DATABASE_URL"], 5432), start_private_postgres),
+        ("redis", _host_port(env["REDIS_URL"], 6379), start_private_redis),
+        ("nats", _host_port(env["NATS_URL"], 4222), start_private_nats),
+    )
+    for name, (host, port), starter in checks:
+        if port_open(host, port):
+            log(f"{name}: using the server at {host}:{port}")
+            continue
+        if not _is_local(host):
+            raise SystemExit(
+                f"devstack: {name} at {host}:{port} does not answer (and is not local, so no private instance)"
+            )
+        log(
+            f"{name}: nothing answers at {host}:{port}; starting a private instance in {data_dir / name}"
+        )
+        starter(data_dir, port)
+        wait_port(host, port, name)
+        started.append(name)
+    return started
+
+
+def stop_private_infra(data_dir: Path) -> None:
+    private = data_dir / "private"
+    if (private / "postgres").exists():
+        log("stopping private postgres")
+        stop_private_postgres(data_dir)
+        (private / "postgres").unlink()
+    for name in ("redis", "nats"):
+        pid_file = private / f"{name}.pid"
+        if pid_file.exists():
+            log(f"stopping private {name}")
+            _terminate(int(pid_file.read_text()))
+            pid_file.unlink()
+
+
+def _terminate(pid: int, timeout: float = 10) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+
+
+# --- the stack ----------------------------------------------------------------------------
+
+
+def ensure_tools() -> None:
+    missing = [
+        pkg
+        for binary, pkg in (("ffmpeg", "ffmpeg"), ("ffprobe", "ffmpeg"), ("caddy", "caddy"))
+        if not shutil.which(binary)
+    ]
+    if missing:
+        apt_install(*sorted(set(missing)))
+
+
+def write_procfile(data_dir: Path, port_base: int) -> Path:
+    lines = []
+    for p in PROCESSES:
+        cmd = p.command.format(data=data_dir)
+        if p.name != "gateway":
+            cmd = f"env HTTP_PORT={port_base + p.port_offset} {cmd}"
+        lines.append(f"{p.name}: {cmd}")
+    procfile = data_dir / "Procfile"
+    procfile.write_text("\n".join(lines) + "\n")
+    caddyfile = render_caddyfile(load_routes(), port_base=port_base)
+    (data_dir / "Caddyfile").write_text(caddyfile)
+    return procfile
+
+
+def health(port_base: int) -> dict[str, str]:
+    results = {}
+    for p in PROCESSES:
+        if p.health_path is None:
+            continue
+        url = f"http://127.0.0.1:{port_base + p.port_offset}{p.health_path}"
+        if p.name in ("auth", "catalog", "streaming"):  # HTTP services: through the gateway
+            url = f"http://127.0.0.1:{port_base}/svc/{p.name}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (local URL)
+                results[p.name] = "healthy" if r.status == 200 else f"HTTP {r.status}"
+        except Exception as exc:
+            results[p.name] = f"down ({type(exc).__name__})"
+    return results
+
+
+def wait_healthy(port_base: int, honcho: subprocess.Popen, timeout: float = 90) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    results: dict[str, str] = {}
+    while time.monotonic() < deadline and honcho.poll() is None:
+        results = health(port_base)
+        if all(v == "healthy" for v in results.values()):
+            break
+        time.sleep(0.5)
+    return results
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "devstack.pid"
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        log(f"the stack is already running (pid {pid_file.read_text()}); `make down` stops it")
+        return 0
+    if port_open("127.0.0.1", args.port_base):
+        raise SystemExit(
+            f"devstack: port {args.port_base} is taken by another program; set VIDEOFLIX_PORT_BASE"
+        )
+    pid_file.write_text(str(os.getpid()))
+    ensure_tools()
+    env = stack_env(data_dir, args.port_base)
+    os.environ.update(env)
+    honcho: subprocess.Popen | None = None
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        ensure_infra(env, data_dir)
+        for migration in MIGRATIONS:
+            log(f"running `{migration}`")
+            subprocess.run(migration.split(), check=True)
+        procfile = write_procfile(data_dir, args.port_base)
+        honcho = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "honcho",
+                "start",
+                "-f",
+                str(procfile),
+                "-d",
+                str(ROOT),
+                "--no-colour",
+            ],
+            start_new_session=True,
+        )
+        results = wait_healthy(args.port_base, honcho)
+        for name, state in results.items():
+            log(f"{name:22s} {state}")
+        base = f"http://127.0.0.1:{args.port_base}"
+        log(
+            f"gateway      {base}/api/   (JSON API; CORS for {os.environ.get('CORS_ALLOWED_ORIGINS', 'http://127.0.0.1:5500')})"
+        )
+        log(f"admin page   {base}/admin/")
+        log(
+            f"dev mail     http://127.0.0.1:{env['MAIL_SINK_HTTP_PORT']}/messages  (SMTP on {env['SMTP_HOST']}:{env['SMTP_PORT']})"
+        )
+        log("stop with Ctrl-C or `make down`")
+        honcho.wait()
+        return 0 if all(v == "healthy" for v in results.values()) else 1
+    except KeyboardInterrupt:
+        log("stopping")
+        return 0
+    finally:
+        if honcho is not None and honcho.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(honcho.pid, signal.SIGTERM)
+            try:
+                honcho.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(honcho.pid, signal.SIGKILL)
+        stop_private_infra(data_dir)
+        pid_file.unlink(missing_ok=True)
+        log("stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir.resolve()
+    pid_file = data_dir / "devstack.pid"
+    if pid_file.exists() and _alive(pid := int(pid_file.read_text())):
+        log(f"stopping the stack (pid {pid})")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 40
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    else:
+        log("no stack running")
+        stop_private_infra(data_dir)  # leftovers of a launcher that was killed
+    return 0
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir.resolve()
+    env = stack_env(data_dir, args.port_base)
+    ensure_infra(env, data_dir)
+    if args.print_env:
+        pg = env["AUTH_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+        print(
+            f"export TEST_POSTGRES_URL={pg}\nexport TEST_REDIS_URL={env['REDIS_URL']}\nexport TEST_NATS_URL={env['NATS_URL']}"
+        )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    results = health(args.port_base)
+    for name, state in results.items():
+        print(f"{name:22s} {state}")
+    return 0 if all(v == "healthy" for v in results.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "down", "infra", "status"])
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("VIDEOFLIX_DATA_DIR", ROOT / ".data"))
+    )
+    parser.add_argument(
+        "--port-base", type=int, default=int(os.environ.get("VIDEOFLIX_PORT_BASE", "8000"))
+    )
+    parser.add_argument(
+        "--print-env", action="store_true", help="infra: print TEST_* exports for the test suite"
+    )
+    args = parser.parse_args(argv)
+    return {"up": cmd_up, "down": cmd_down, "infra": cmd_infra, "status": cmd_status}[args.command](
+        args
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates the Python environment (uv workspace, one lock file) and installs the Debian
+# packages the stack and the tests run: ffmpeg, caddy, chromium. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
+  echo "install | installing uv from PyPI"
+  python3 -m pip install --quiet uv
+fi
+UV=$(command -v uv || echo "python3 -m uv")
+$UV sync --frozen --all-packages --quiet
+
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "install | please install: apt-get install ${missing[*]}" >&2; exit 1; fi
+  echo "install | apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,1 @@
+"""Videoflix auth service."""

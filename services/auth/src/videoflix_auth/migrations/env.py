@@ -1,0 +1,4 @@
+from videoflix_auth.models import Base
+from videoflix_shared.db import run_alembic_env
+
+run_alembic_env(Base.metadata)

@@ -1,0 +1,1 @@
+"""Videoflix catalog service."""

@@ -1,0 +1,205 @@
+"""The app factory every HTTP service (and every worker's health port) is built with.
+
+It wires what the API contract asks of all services alike: CORS for the configured
+frontend origins (echoed, never `*`, with credentials), request ids, JSON errors for every
+status, a request body cap, `/healthz` (liveness), `/readyz` (readiness: the service's real
+dependencies) and Prometheus `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import uvicorn
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.cors import CORSMiddleware
+
+from videoflix_shared.errors import install_error_handlers
+from videoflix_shared.middleware import (
+    BodySizeLimitMiddleware,
+    MetricsMiddleware,
+    TrailingSlashMiddleware,
+)
+from videoflix_shared.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[Any]]
+
+CORS_ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-CSRFToken",
+    "X-Request-ID",
+    "Range",
+    "If-None-Match",
+]
+CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Content-Length", "Content-Range", "ETag"]
+
+
+def register_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
+    """Add a dependency that `/readyz` checks; call it from the service's lifespan."""
+    app.state.readiness_checks[name] = check
+
+
+async def _run_checks(checks: dict[str, ReadinessCheck], timeout: float = 2.0) -> dict[str, str]:
+    async def one(check: ReadinessCheck) -> str:
+        try:
+            await asyncio.wait_for(check(), timeout)
+        except Exception as exc:  # a readiness probe reports, it never raises
+            return f"failing: {type(exc).__name__}: {exc}"[:300]
+        return "ok"
+
+    names = list(checks)
+    results = await asyncio.gather(*(one(checks[n]) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz(request: Request) -> dict[str, str]:
+        return {"status": "ok", "service": request.app.state.service_name}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        results = await _run_checks(request.app.state.readiness_checks)
+        ready = all(v == "ok" for v in results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(
+    *,
+    service: str,
+    settings: CommonSettings,
+    routers: Sequence[APIRouter] = (),
+    lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    body_limit_exempt_prefixes: tuple[str, ...] = (),
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan(app):
+            yield
+
+    app = FastAPI(
+        title=f"Videoflix {service}", lifespan=_lifespan, redirect_slashes=False, **fastapi_kwargs
+    )
+    app.state.service_name = service
+    app.state.settings = settings
+    app.state.readiness_checks = {}
+    install_error_handlers(app)
+    app.include_router(_health_router())
+    for router in routers:
+        app.include_router(router)
+
+    # Added innermost first: the last one added sees the request first.
+    app.add_middleware(TrailingSlashMiddleware, router_app=app)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_json_body_bytes,
+        exempt_prefixes=body_limit_exempt_prefixes,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"],
+        allow_headers=CORS_ALLOWED_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=600,
+    )
+    app.add_middleware(MetricsMiddleware, service=service, router_app=app)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the process that embeds it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+def run_worker(
+    *,
+    service: str,
+    settings: CommonSettings,
+    work: Callable[[FastAPI, asyncio.Event], Awaitable[None]],
+) -> None:
+    """Run a long-running worker with a health port (`/healthz`, `/readyz`, `/metrics`).
+
+    `work(app, stop)` does the job until `stop` is set (SIGTERM/SIGINT); it registers its
+    readiness checks on `app` with `register_readiness_check`.
+    """
+    from videoflix_shared.logs import configure_logging
+
+    configure_logging(service, level=settings.log_level, fmt=settings.log_format)
+
+    async def main() -> None:
+        stop = stop_event_on_signals()
+        app = create_app(service=service, settings=settings)
+        config = uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        server = _EmbeddedServer(config)
+        health = asyncio.create_task(server.serve(), name="health-server")
+        try:
+            await work(app, stop)
+        finally:
+            server.should_exit = True
+            await health
+
+    asyncio.run(main())
+
+
+def run_http_service(app_factory: str, settings: CommonSettings, *, workers: int = 1) -> None:
+    """Run an HTTP service under uvicorn (honours the proxy's X-Forwarded-For from localhost)."""
+    uvicorn.run(
+        app_factory,
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1,::1",
+        server_header=False,
+    )
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    """An event set on SIGTERM/SIGINT, for long-running workers to finish cleanly."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

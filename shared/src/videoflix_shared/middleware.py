@@ -1,0 +1,154 @@
+"""Pure ASGI middlewares of the app factory (no BaseHTTPMiddleware: it costs throughput).
+
+- `TrailingSlashMiddleware`: the contract says every path ends with `/` but the path without
+  it must work too; we serve it (rewriting the path) instead of redirecting, because a
+  cross-origin redirect breaks browsers' preflighted requests.
+- `BodySizeLimitMiddleware`: caps request bodies (413 JSON) except on paths that stream
+  large uploads and enforce their own limit.
+- `MetricsMiddleware`: Prometheus request counters and latency histograms per route.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Histogram
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+async def send_json(
+    send: Send, status: int, body: dict, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class TrailingSlashMiddleware:
+    def __init__(self, app: ASGIApp, router_app: object) -> None:
+        self.app = app
+        self.router_app = router_app  # the FastAPI app whose routes decide
+
+    def _matches(self, scope: Scope) -> bool:
+        for route in self.router_app.router.routes:  # type: ignore[attr-defined]
+            match, _ = route.matches(scope)
+            if match != Match.NONE:
+                return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._matches(scope):
+            path: str = scope["path"]
+            other = path[:-1] if path.endswith("/") and path != "/" else path + "/"
+            alt = {**scope, "path": other, "raw_path": other.encode()}
+            if self._matches(alt):
+                scope = alt
+        await self.app(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    await send_json(send, 400, {"detail": "Invalid Content-Length header."})
+                    return
+                if too_big:
+                    await send_json(
+                        send,
+                        413,
+                        {"detail": f"Request body too large (limit {self.max_bytes} bytes)."},
+                    )
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await send_json(
+                    send, 413, {"detail": f"Request body too large (limit {self.max_bytes} bytes)."}
+                )
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, service: str, router_app: object) -> None:
+        self.app = app
+        self.service = service
+        self.router_app = router_app
+
+    def _route_name(self, scope: Scope) -> str:
+        route = scope.get("route")
+        return getattr(route, "path", None) or "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = self._route_name(scope)
+            REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+            LATENCY.labels(self.service, scope["method"], route).observe(
+                time.perf_counter() - start
+            )

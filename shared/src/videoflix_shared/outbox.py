@@ -1,0 +1,145 @@
+"""The transactional outbox: a state change and the event announcing it commit together.
+
+Service code calls `add_event(session, event)` inside the transaction that changes state.
+`OutboxRelay` (started in the service's lifespan) publishes pending rows to JetStream with
+the event id as message id and marks them published; when NATS is down rows simply wait.
+Several relays (several replicas) can run at once: rows are claimed with SKIP LOCKED.
+
+Each service's models import `OutboxMessage` into their metadata so Alembic migrates the
+`outbox` table into that service's own database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import DateTime, Index, Integer, String, delete, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from videoflix_shared.bus import EventBus
+from videoflix_shared.db import Base
+from videoflix_shared.events import Event, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the event id
+    subject: Mapped[str] = mapped_column(String(200))  # unprefixed
+    payload: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_outbox_pending", "created_at", postgresql_where=published_at.is_(None)),
+    )
+
+
+def add_event(session: AsyncSession, event: Event) -> None:
+    """Stage `event` in the caller's transaction; it is published only if that commits."""
+    session.add(
+        OutboxMessage(
+            id=event.event_id,
+            subject=event.subject,
+            payload=event.model_dump(mode="json"),
+            created_at=event.occurred_at,
+            attempts=0,
+        )
+    )
+    wake = session.info.get("outbox_wake")
+    if wake is not None:
+        wake.set()
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 0.5,
+        keep_published: timedelta = timedelta(days=1),
+    ) -> None:
+        self.session_factory = session_factory
+        self.bus = bus
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.keep_published = keep_published
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        published = 0
+        async with self.session_factory() as session, session.begin():
+            rows = (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.published_at.is_(None))
+                    .order_by(OutboxMessage.created_at)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                row.attempts += 1
+                try:
+                    await self.bus.publish_raw(
+                        row.subject, json.dumps(row.payload).encode(), msg_id=str(row.id)
+                    )
+                except Exception as exc:
+                    logger.warning(
+                        "outbox: publishing %s %s failed (%s); will retry", row.subject, row.id, exc
+                    )
+                    break
+                row.published_at = utcnow()
+                published += 1
+        return published
+
+    async def purge_published(self) -> None:
+        async with self.session_factory() as session, session.begin():
+            await session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.published_at < utcnow() - self.keep_published
+                )
+            )
+
+    async def _run(self) -> None:
+        backoff = self.poll_interval
+        cycles = 0
+        while not self._stop.is_set():
+            self.wake.clear()
+            try:
+                n = await self.publish_pending()
+                backoff = self.poll_interval
+                cycles += 1
+                if cycles % 7200 == 0:
+                    await self.purge_published()
+                if n == self.batch_size:
+                    continue  # more waiting
+            except Exception as exc:
+                logger.warning("outbox relay cycle failed: %s", exc)
+                backoff = min(backoff * 2, 10)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), backoff)

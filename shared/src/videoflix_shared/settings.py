@@ -1,0 +1,56 @@
+"""Configuration every service shares, read from environment variables (12-factor).
+
+Each service subclasses `CommonSettings` and adds its own fields; a field whose env name
+must not clash across services (e.g. `AUTH_DATABASE_URL`) sets it with `alias`.
+Every variable read here or in a service is documented in the root `.env.example`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, case_sensitive=False
+    )
+
+    environment: str = Field("development", alias="ENVIRONMENT")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_format: str = Field("json", alias="LOG_FORMAT")  # json | console
+
+    http_host: str = Field("127.0.0.1", alias="HTTP_HOST")
+    http_port: int = Field(8000, alias="HTTP_PORT")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_key_prefix: str = Field("videoflix:", alias="REDIS_KEY_PREFIX")
+
+    nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
+    nats_subject_prefix: str = Field("", alias="NATS_SUBJECT_PREFIX")
+    nats_stream_prefix: str = Field("VIDEOFLIX_", alias="NATS_STREAM_PREFIX")
+
+    cors_allowed_origins: str = Field(
+        "http://127.0.0.1:5500,http://localhost:5500", alias="CORS_ALLOWED_ORIGINS"
+    )
+    max_json_body_bytes: int = Field(64 * 1024, alias="MAX_JSON_BODY_BYTES")
+
+    jwt_issuer: str = Field("videoflix-auth", alias="JWT_ISSUER")
+    jwt_audience: str = Field("videoflix", alias="JWT_AUDIENCE")
+    jwks_url: str = Field("http://127.0.0.1:8001/.well-known/jwks.json", alias="JWKS_URL")
+    jwks_min_refetch_seconds: float = Field(30.0, alias="JWKS_MIN_REFETCH_SECONDS")
+
+    public_base_url: str = Field("http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
+    frontend_url: str = Field("http://127.0.0.1:5500", alias="FRONTEND_URL")
+    media_root: Path = Field(Path(".data/media"), alias="MEDIA_ROOT")
+    cookie_secure: bool = Field(False, alias="COOKIE_SECURE")
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_allowed_origins.split(",") if o.strip()]
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
