@@ -134,7 +134,6 @@ def stack_env(data_dir: Path, port_base: int) -> dict[str, str]:
         "SMTP_PORT": str(port_base + SMTP_SINK_OFFSET),
         "MAIL_SINK_DIR": str(data_dir / "mail"),
         "MAILER_DATA_DIR": str(data_dir / "mailer"),
-        "MAIL_SINK_HTTP_PORT": str(port_base + 7),
         "LOG_FORMAT": "console",
     }
     env_file = ROOT / ".env"
@@ -431,7 +430,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         log(f"admin page   {base}/admin/")
         log(
-            f"dev mail     http://127.0.0.1:{env['MAIL_SINK_HTTP_PORT']}/messages  (SMTP on {env['SMTP_HOST']}:{env['SMTP_PORT']})"
+            f"dev mail     http://127.0.0.1:{args.port_base + 7}/messages  (SMTP on {env['SMTP_HOST']}:{env['SMTP_PORT']})"
         )
         log("stop with Ctrl-C or `make down`")
         honcho.wait()
