@@ -63,7 +63,7 @@ MIGRATIONS = ("videoflix-auth migrate", "videoflix-catalog migrate")
 
 
 def log(msg: str) -> None:
-    print(f"devstack | {msg}", flush=True)
+    print(f"devstack | {msg}", file=sys.stderr, flush=True)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -67,10 +67,6 @@ class TrailingSlashMiddleware:
         await self.app(scope, receive, send)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -81,44 +77,43 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
+        too_large = {"detail": f"Request body too large (limit {self.max_bytes} bytes)."}
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    declared = int(value)
                 except ValueError:
                     await send_json(send, 400, {"detail": "Invalid Content-Length header."})
                     return
-                if too_big:
-                    await send_json(
-                        send,
-                        413,
-                        {"detail": f"Request body too large (limit {self.max_bytes} bytes)."},
-                    )
+                if declared > self.max_bytes:
+                    await send_json(send, 413, too_large)
                     return
         received = 0
         started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # A body that grows past the cap without a Content-Length: answer 413 ourselves,
+            # then tell the app the client went away so it stops reading.
+            nonlocal received, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge
+                if received > self.max_bytes and not rejected:
+                    rejected = True
+                    if not started:
+                        await send_json(send, 413, too_large)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 is already out; drop the app's late error response
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await send_json(
-                    send, 413, {"detail": f"Request body too large (limit {self.max_bytes} bytes)."}
-                )
+        await self.app(scope, limited_receive, guarded_send)
 
 
 class MetricsMiddleware:
