@@ -1,15 +1,65 @@
-"""Streaming service: the app factory (skeleton; the streaming issue fills it in)."""
+"""Streaming service: the app factory and lifespan.
+
+The ASGI app is the HLS endpoint (api.py) in front of the shared FastAPI app; the FastAPI
+app owns the lifespan, the health/readiness/metrics routes and `app.state`. Streaming has
+no database and no events: it reads the media volume and auth's public keys (JWKS).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from videoflix_shared.app import create_app as create_service_app
+from videoflix_shared.app import register_readiness_check
 from videoflix_shared.logs import configure_logging
+from videoflix_shared.security import JwksKeySource, TokenVerifier
+from videoflix_streaming.api import HlsEndpoint
+from videoflix_streaming.service import MediaLibrary
 from videoflix_streaming.settings import StreamingSettings
 
+logger = logging.getLogger(__name__)
 
-def create_app(settings: StreamingSettings | None = None) -> FastAPI:
+JWKS_PREFETCH_TIMEOUT_SECONDS = 5.0
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    key_source: JwksKeySource = app.state.jwks_key_source
+    library: MediaLibrary = app.state.media_library
+    register_readiness_check(app, "jwks", key_source.check)
+    register_readiness_check(app, "media", library.check)
+    # Fetch the keys before the first request if auth is up; if it is not (yet), the first
+    # token with an unknown kid fetches them, so starting never depends on auth.
+    try:
+        await asyncio.wait_for(key_source.check(), JWKS_PREFETCH_TIMEOUT_SECONDS)
+    except Exception as exc:
+        logger.warning("JWKS not available at startup (%s); will fetch on first use", exc)
+    yield
+
+
+def create_app(settings: StreamingSettings | None = None) -> HlsEndpoint:
     settings = settings or StreamingSettings()
     configure_logging("streaming", level=settings.log_level, fmt=settings.log_format)
-    return create_service_app(service="streaming", settings=settings)
+    service_app = create_service_app(service="streaming", settings=settings, lifespan=lifespan)
+    key_source = JwksKeySource(
+        settings.jwks_url, min_refetch_seconds=settings.jwks_min_refetch_seconds
+    )
+    verifier = TokenVerifier(key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    library = MediaLibrary(
+        media_root=settings.media_root, cache_seconds=settings.file_cache_seconds
+    )
+    service_app.state.jwks_key_source = key_source
+    service_app.state.token_verifier = verifier
+    service_app.state.media_library = library
+    return HlsEndpoint(
+        fallback=service_app,
+        library=library,
+        verifier=verifier,
+        allowed_origins=settings.cors_origins,
+        thumbnail_max_age=settings.thumbnail_max_age,
+    )

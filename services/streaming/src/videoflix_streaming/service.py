@@ -1,0 +1,167 @@
+"""The media library: what streaming may serve from MEDIA_ROOT/hls/<id>/, and how it finds it.
+
+A request names an asset by video id and a name from a closed set (`master.m3u8`,
+`thumbnail.jpg`, `<res>/index.m3u8`, `<res>/seg_NNNNN.ts`); the library turns it into a
+regular file strictly inside the HLS root (symlinks are resolved first, so none can lead
+out) or answers None. File metadata, and the bodies of the small playlists, are cached per
+process for a short time so the hot path answers without a syscall on the event loop;
+misses are resolved in a worker thread.
+
+Media playlists are served with a version appended to each segment URI
+(`seg_00000.ts?v=<version>`): segments are cached by browsers as immutable, and a
+re-transcode writes new segments under the same names, so the URI must change with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+
+RESOLUTIONS = ("480p", "720p", "1080p")
+SEGMENT_NAME = re.compile(r"seg_[0-9]{5}\.ts")
+SEGMENT_URI_LINE = re.compile(rb"^seg_[0-9]{5}\.ts(?=\r?$)", re.MULTILINE)
+# A playlist is a few KB; anything far larger is not one the transcoder wrote.
+MAX_PLAYLIST_BYTES = 4 * 1024 * 1024
+CACHE_MAX_ENTRIES = 4096
+
+
+class AssetKind(enum.Enum):
+    MASTER_PLAYLIST = "master"
+    MEDIA_PLAYLIST = "playlist"
+    SEGMENT = "segment"
+    THUMBNAIL = "thumbnail"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    """One servable file: where it is and what a response about it needs to say."""
+
+    kind: AssetKind
+    path: str  # resolved path inside the HLS root
+    size: int
+    mtime: int  # whole seconds, for If-Modified-Since
+    etag: str  # strong validator, quoted
+    last_modified: str  # HTTP date
+    body: bytes | None = None  # playlists are served from memory, everything else from disk
+
+
+def asset_kind(asset: str) -> AssetKind | None:
+    """The kind of a relative asset name, or None when it is not one streaming serves."""
+    if asset == "master.m3u8":
+        return AssetKind.MASTER_PLAYLIST
+    if asset == "thumbnail.jpg":
+        return AssetKind.THUMBNAIL
+    resolution, slash, name = asset.partition("/")
+    if not slash or resolution not in RESOLUTIONS:
+        return None
+    if name == "index.m3u8":
+        return AssetKind.MEDIA_PLAYLIST
+    if SEGMENT_NAME.fullmatch(name):
+        return AssetKind.SEGMENT
+    return None
+
+
+def version_segment_uris(playlist: bytes, version: str) -> bytes:
+    """Append `?v=<version>` to every segment URI line of a media playlist."""
+    return SEGMENT_URI_LINE.sub(rb"\g<0>?v=" + version.encode(), playlist)
+
+
+class MediaLibrary:
+    def __init__(self, *, media_root: Path, cache_seconds: float) -> None:
+        self.hls_root = Path(media_root) / "hls"
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[int, str], tuple[float, MediaFile]] = {}
+
+    def cached(self, *, video_id: int, asset: str) -> MediaFile | None:
+        """The file found for this asset less than `cache_seconds` ago (no I/O: hot path)."""
+        hit = self._cache.get((video_id, asset))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    async def find(self, *, video_id: int, asset: str) -> MediaFile | None:
+        """The servable file of an asset of a video, or None if there is none."""
+        found = self.cached(video_id=video_id, asset=asset)
+        if found is not None:
+            return found
+        kind = asset_kind(asset)
+        if kind is None or video_id < 1:
+            return None
+        found = await asyncio.to_thread(self._load, video_id, asset, kind)
+        if found is not None and self.cache_seconds > 0:
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.pop(next(iter(self._cache)))  # oldest insertion first
+            self._cache[(video_id, asset)] = (time.monotonic() + self.cache_seconds, found)
+        return found
+
+    async def check(self) -> None:
+        """Readiness: the media root is a readable directory."""
+        root = self.hls_root.parent
+        if not await asyncio.to_thread(os.access, root, os.R_OK | os.X_OK):
+            raise RuntimeError(f"media root {root} is not a readable directory")
+
+    def _load(self, video_id: int, asset: str, kind: AssetKind) -> MediaFile | None:
+        """Blocking part of `find`: runs in a worker thread."""
+        root = os.path.realpath(self.hls_root)
+        path = os.path.realpath(os.path.join(root, str(video_id), asset))
+        # Resolved first, then compared: a symlink anywhere on the way cannot lead outside.
+        if os.path.commonpath([root, path]) != root or path == root:
+            return None
+        if kind in (AssetKind.MASTER_PLAYLIST, AssetKind.MEDIA_PLAYLIST):
+            return self._load_playlist(path, kind)
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return _media_file(kind, path, info)
+
+    def _load_playlist(self, path: str, kind: AssetKind) -> MediaFile | None:
+        try:
+            # O_NONBLOCK: opening a FIFO planted under a playlist name must not hang.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PLAYLIST_BYTES:
+                return None
+            body = file.read(MAX_PLAYLIST_BYTES + 1)
+        if kind is AssetKind.MEDIA_PLAYLIST:
+            version = hashlib.blake2s(
+                f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}".encode(), digest_size=6
+            ).hexdigest()
+            body = version_segment_uris(body, version)
+        media = _media_file(kind, path, info)
+        return MediaFile(
+            kind=kind,
+            path=path,
+            size=len(body),
+            mtime=media.mtime,
+            etag=media.etag,
+            last_modified=media.last_modified,
+            body=body,
+        )
+
+
+def _media_file(kind: AssetKind, path: str, info: os.stat_result) -> MediaFile:
+    mtime = int(info.st_mtime)
+    return MediaFile(
+        kind=kind,
+        path=path,
+        size=info.st_size,
+        mtime=mtime,
+        # Inode and nanosecond mtime: a file renamed into place by a re-transcode always
+        # gets a new validator, even with the same size within the same second.
+        etag=f'"{info.st_ino:x}-{info.st_mtime_ns:x}-{info.st_size:x}"',
+        last_modified=formatdate(mtime, usegmt=True),
+    )
