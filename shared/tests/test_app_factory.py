@@ -66,7 +66,9 @@ async def test_validation_error_is_400_with_field_lists(client):
 
 
 async def test_malformed_json_is_400_detail(client):
-    r = await client.post("/api/login/", content=b"{not json", headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/login/", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert r.json() == {"detail": "Malformed JSON body."}
 
@@ -102,7 +104,9 @@ async def test_healthz_without_trailing_slash_and_with_it(client):
 
 
 async def test_oversized_body_is_413_json(client):
-    r = await client.post("/api/login/", content=b"x" * 2048, headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/login/", content=b"x" * 2048, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert "too large" in r.json()["detail"]
 
@@ -112,7 +116,9 @@ async def test_oversized_chunked_body_is_413(client):
         for _ in range(4):
             yield b"x" * 512
 
-    r = await client.post("/api/login/", content=chunks(), headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/login/", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -153,7 +159,9 @@ async def test_metrics_exposes_request_counters(client):
     await client.get("/healthz")
     r = await client.get("/metrics")
     assert r.status_code == 200
-    assert 'http_requests_total{method="GET",route="/healthz",service="test",status="200"}' in r.text
+    assert (
+        'http_requests_total{method="GET",route="/healthz",service="test",status="200"}' in r.text
+    )
 
 
 async def test_readyz_reports_each_check_and_503_when_one_fails():

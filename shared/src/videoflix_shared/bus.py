@@ -67,6 +67,7 @@ class EventBus:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
                     connect_timeout=2,
+                    drain_timeout=5,
                     allow_reconnect=True,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
@@ -102,8 +103,12 @@ class EventBus:
 
     async def close(self) -> None:
         if self.nc is not None and not self.nc.is_closed:
+            # JetStream publishes are already acknowledged, so flush + close is enough;
+            # drain() would wait its whole timeout on the JetStream reply subscription.
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await self.nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
         self.nc = None
         self.js = None
 

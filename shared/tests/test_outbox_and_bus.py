@@ -1,0 +1,156 @@
+"""The outbox relay and the event bus, against real PostgreSQL and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from videoflix_shared.bus import EventBus
+from videoflix_shared.db import Base, create_engine, create_session_factory
+from videoflix_shared.events import PasswordResetRequested, UserRegistered, parse_event
+from videoflix_shared.outbox import OutboxMessage, OutboxRelay, add_event
+from videoflix_shared.testing.plugin import free_port, wait_until_async
+
+
+@pytest.fixture(scope="module")
+async def session_factory(make_database):
+    engine = create_engine(make_database("shared_outbox"))
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+def registered(email: str = "new@example.com") -> UserRegistered:
+    return UserRegistered(
+        user_id=1,
+        email=email,
+        activation_url="http://x/activate",
+        expires_at=datetime.now(UTC) + timedelta(hours=24),
+    )
+
+
+async def _collect(bus: EventBus, durable: str, want: int, timeout: float = 15) -> list:
+    seen: list = []
+    stop = asyncio.Event()
+
+    async def handler(msg, subject):
+        seen.append(parse_event(subject, msg.data))
+        await msg.ack()
+        if len(seen) >= want:
+            stop.set()
+
+    task = asyncio.create_task(
+        bus.consume(
+            stream="AUTH", durable=durable, filter_subject="auth.>", handler=handler, stop=stop
+        )
+    )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout)
+    stop.set()
+    await task
+    return seen
+
+
+async def test_event_committed_with_state_is_published_once(session_factory, event_bus):
+    event = registered("once@example.com")
+    async with session_factory() as session, session.begin():
+        add_event(session, event)
+    relay = OutboxRelay(session_factory, event_bus)
+    assert await relay.publish_pending() >= 1
+    # a second publish of the same row (e.g. a relay crash before marking) is dropped by JetStream
+    await event_bus.publish(event)
+    seen = await _collect(event_bus, f"t-{uuid.uuid4().hex[:6]}", want=2, timeout=1.5)
+    assert [e.event_id for e in seen].count(event.event_id) == 1
+
+
+async def test_rolled_back_transaction_publishes_nothing(session_factory):
+    event = registered("rollback@example.com")
+    with pytest.raises(RuntimeError):
+        async with session_factory() as session, session.begin():
+            add_event(session, event)
+            await session.flush()
+            raise RuntimeError("the state change failed")
+    async with session_factory() as session:
+        count = await session.scalar(select(func.count()).where(OutboxMessage.id == event.event_id))
+    assert count == 0
+
+
+async def test_events_wait_in_the_outbox_while_nats_is_down_then_go_out(
+    session_factory, nats_names, tmp_path
+):
+    port = free_port()
+    bus = EventBus(
+        url=f"nats://127.0.0.1:{port}",
+        **{k.lower().removeprefix("nats_"): v for k, v in nats_names.items()},
+    )
+    event = PasswordResetRequested(
+        user_id=2,
+        email="down@example.com",
+        reset_url="http://x/reset",
+        expires_at=datetime.now(UTC),
+    )
+    async with session_factory() as session, session.begin():
+        add_event(session, event)
+    relay = OutboxRelay(session_factory, bus, poll_interval=0.1)
+    relay.start()
+    connecting = asyncio.create_task(bus.connect())  # NATS is not there yet
+    await asyncio.sleep(1.0)
+    async with session_factory() as session:
+        row = await session.get(OutboxMessage, event.event_id)
+        assert row.published_at is None
+    server = subprocess.Popen(
+        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path)]
+    )
+    try:
+        await asyncio.wait_for(connecting, 20)
+
+        async def published() -> bool:
+            async with session_factory() as session:
+                return (await session.get(OutboxMessage, event.event_id)).published_at is not None
+
+        await wait_until_async(published, timeout=20, what="outbox row published")
+        seen = await _collect(bus, "after-outage", want=1)
+        assert event.event_id in [e.event_id for e in seen]
+    finally:
+        await relay.stop()
+        await bus.close()
+        server.terminate()
+        server.wait(10)
+
+
+async def test_consumer_handler_failure_is_redelivered(event_bus):
+    event = registered("retry@example.com")
+    await event_bus.publish(event)
+    attempts: list[int] = []
+    stop = asyncio.Event()
+
+    async def flaky(msg, subject):
+        if parse_event(subject, msg.data).event_id != event.event_id:
+            await msg.ack()
+            return
+        attempts.append(msg.metadata.num_delivered)
+        if len(attempts) == 1:
+            raise RuntimeError("transient")
+        await msg.ack()
+        stop.set()
+
+    task = asyncio.create_task(
+        event_bus.consume(
+            stream="AUTH",
+            durable="flaky",
+            filter_subject="auth.>",
+            handler=flaky,
+            retry_delay=0.2,
+            stop=stop,
+        )
+    )
+    await asyncio.wait_for(stop.wait(), 15)
+    await task
+    assert attempts == [1, 2]

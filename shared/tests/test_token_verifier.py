@@ -1,0 +1,231 @@
+"""The shared access-token verifier: accepts only what auth issues, rejects every forgery."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Depends
+
+from videoflix_shared.app import create_app
+from videoflix_shared.security import (
+    InvalidToken,
+    JwksKeySource,
+    Principal,
+    StaticKeySource,
+    TokenVerifier,
+    authenticate,
+    keys_from_jwks,
+    require_admin,
+)
+from videoflix_shared.settings import CommonSettings
+from videoflix_shared.testing.plugin import ServerThread
+from videoflix_shared.testing.tokens import TestTokenIssuer
+
+
+@pytest.fixture(scope="module")
+def issuer() -> TestTokenIssuer:
+    return TestTokenIssuer()
+
+
+@pytest.fixture
+def verifier(issuer: TestTokenIssuer) -> TokenVerifier:
+    keys = StaticKeySource(keys_from_jwks(issuer.jwks()))
+    return TokenVerifier(keys, issuer=issuer.issuer, audience=issuer.audience)
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def test_valid_token_gives_principal(verifier, issuer):
+    principal = await verifier.verify(issuer.token(user_id=7, email="a@b.c", is_admin=True))
+    assert (principal.user_id, principal.email, principal.is_admin) == (7, "a@b.c", True)
+
+
+async def test_alg_none_is_rejected(verifier, issuer):
+    claims = jwt.decode(issuer.token(), options={"verify_signature": False})
+    forged = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': issuer.kid})}.{_b64(claims)}."
+    with pytest.raises(InvalidToken):
+        await verifier.verify(forged)
+
+
+async def test_hs256_signed_with_the_public_key_is_rejected(verifier, issuer):
+    claims = jwt.decode(issuer.token(), options={"verify_signature": False})
+    public_pem = issuer.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": issuer.kid}
+    import hashlib
+    import hmac
+
+    signing_input = f"{_b64(header)}.{_b64(claims)}"
+    sig = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    forged = f"{signing_input}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+    with pytest.raises(InvalidToken, match="algorithm"):
+        await verifier.verify(forged)
+
+
+async def test_expired_token_is_rejected(verifier, issuer):
+    with pytest.raises(InvalidToken):
+        await verifier.verify(issuer.token(ttl=-10))
+
+
+@pytest.mark.parametrize("claim", ["aud", "iss"])
+async def test_wrong_audience_or_issuer_is_rejected(verifier, issuer, claim):
+    with pytest.raises(InvalidToken):
+        await verifier.verify(issuer.token(**{claim: "someone-else"}))
+
+
+async def test_unknown_kid_is_rejected(verifier, issuer):
+    other = TestTokenIssuer(issuer=issuer.issuer, audience=issuer.audience)
+    with pytest.raises(InvalidToken, match="unknown key"):
+        await verifier.verify(other.token())
+
+
+async def test_tampered_payload_is_rejected(verifier, issuer):
+    header, payload, sig = issuer.token(is_admin=False).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["is_admin"] = True
+    with pytest.raises(InvalidToken):
+        await verifier.verify(f"{header}.{_b64(claims)}.{sig}")
+
+
+async def test_missing_required_claim_is_rejected(verifier, issuer):
+    token = jwt.encode(
+        {"sub": "1", "exp": int(time.time()) + 60, "iss": issuer.issuer, "aud": issuer.audience},
+        issuer.private_key,
+        algorithm="RS256",
+        headers={"kid": issuer.kid},
+    )
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
+async def test_garbage_is_rejected(verifier):
+    for garbage in ("", "abc", "a.b.c", "x" * 5000):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(garbage)
+
+
+async def test_jwks_source_refetches_for_a_new_kid_at_most_once_per_interval(issuer):
+    rotated = TestTokenIssuer(issuer=issuer.issuer, audience=issuer.audience)
+    served = {"issuer": issuer, "fetches": 0}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        served["fetches"] += 1
+        body = json.dumps(served["issuer"].jwks()).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    with ServerThread(app) as server:
+        source = JwksKeySource(f"{server.url}/jwks", min_refetch_seconds=60)
+        verifier = TokenVerifier(source, issuer=issuer.issuer, audience=issuer.audience)
+        await verifier.verify(issuer.token())
+        served["issuer"] = rotated
+        with pytest.raises(InvalidToken):  # within the interval: no refetch for the new kid
+            await verifier.verify(rotated.token())
+        assert served["fetches"] == 1
+        source.min_refetch_seconds = 0
+        assert (await verifier.verify(rotated.token())).user_id == 1
+        assert served["fetches"] == 2
+
+
+async def test_cached_keys_keep_working_when_jwks_is_down(issuer):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = json.dumps(issuer.jwks()).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with ServerThread(app) as server:
+        source = JwksKeySource(f"{server.url}/jwks", min_refetch_seconds=0)
+        await source.check()
+    # the JWKS server is gone now
+    verifier = TokenVerifier(source, issuer=issuer.issuer, audience=issuer.audience)
+    assert (await verifier.verify(issuer.token(user_id=3))).user_id == 3
+
+
+# --- the FastAPI dependencies ------------------------------------------------------------
+
+
+@pytest.fixture
+async def api(issuer):
+    router = APIRouter()
+
+    @router.get("/api/me/")
+    async def me(p: Principal = Depends(authenticate)) -> dict:
+        return {"id": p.user_id, "cookie": p.via_cookie}
+
+    @router.post("/api/change/")
+    async def change(p: Principal = Depends(authenticate)) -> dict:
+        return {"ok": True}
+
+    @router.post("/api/admin/thing/")
+    async def admin(p: Principal = Depends(require_admin)) -> dict:
+        return {"ok": True}
+
+    app = create_app(service="t", settings=CommonSettings(), routers=[router])
+    app.state.token_verifier = TokenVerifier(
+        StaticKeySource(keys_from_jwks(issuer.jwks())),
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        yield c
+
+
+async def test_no_token_is_401_json(api):
+    r = await api.get("/api/me/")
+    assert r.status_code == 401
+    assert "detail" in r.json()
+
+
+async def test_cookie_and_bearer_both_authenticate(api, issuer):
+    assert (
+        await api.get("/api/me/", cookies={"access_token": issuer.token(user_id=5)})
+    ).json() == {"id": 5, "cookie": True}
+    r = await api.get("/api/me/", headers={"Authorization": f"Bearer {issuer.token(user_id=6)}"})
+    assert r.json() == {"id": 6, "cookie": False}
+
+
+async def test_invalid_token_is_401(api, issuer):
+    r = await api.get("/api/me/", cookies={"access_token": issuer.token(ttl=-5)})
+    assert r.status_code == 401
+
+
+async def test_cookie_auth_unsafe_method_needs_matching_csrf_header(api, issuer):
+    cookies = {"access_token": issuer.token(), "csrftoken": "abc123"}
+    assert (await api.post("/api/change/", cookies=cookies)).status_code == 403
+    assert (
+        await api.post("/api/change/", cookies=cookies, headers={"X-CSRFToken": "wrong"})
+    ).status_code == 403
+    assert (
+        await api.post("/api/change/", cookies=cookies, headers={"X-CSRFToken": "abc123"})
+    ).status_code == 200
+
+
+async def test_bearer_auth_needs_no_csrf(api, issuer):
+    r = await api.post("/api/change/", headers={"Authorization": f"Bearer {issuer.token()}"})
+    assert r.status_code == 200
+
+
+async def test_admin_route_needs_admin_claim(api, issuer):
+    headers = {"Authorization": f"Bearer {issuer.token(is_admin=False)}"}
+    assert (await api.post("/api/admin/thing/", headers=headers)).status_code == 403
+    headers = {"Authorization": f"Bearer {issuer.token(is_admin=True)}"}
+    assert (await api.post("/api/admin/thing/", headers=headers)).status_code == 200
