@@ -1,17 +1,38 @@
-"""Catalog service: the app factory and its lifespan (database, readiness)."""
+"""Catalog service: the app factory and its lifespan.
+
+The lifespan creates the database engine, Redis, the token verifier, the event bus, the
+outbox relay, the transcoder-event consumer and the stuck-job sweeper, and keeps them on
+`app.state`. The service starts and serves while NATS is down: the bus connects in the
+background, the relay keeps outbox rows until it can publish, and the consumer waits.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
+from videoflix_catalog.api import UPLOAD_PATH, admin, page, public
+from videoflix_catalog.events import TranscoderEventHandler, consume_transcoder_events, run_sweeper
+from videoflix_catalog.list_cache import ListCache
+from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
+from videoflix_catalog.uploads import UploadRejected
 from videoflix_shared.app import create_app as create_service_app
 from videoflix_shared.app import register_readiness_check
+from videoflix_shared.bus import EventBus
 from videoflix_shared.db import check_database, create_engine, create_session_factory
 from videoflix_shared.logs import configure_logging
+from videoflix_shared.outbox import OutboxRelay
+from videoflix_shared.redis import check_redis, create_redis
+from videoflix_shared.security import JwksKeySource, TokenVerifier
+
+STATIC_DIR = Path(__file__).with_name("static")
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
@@ -21,9 +42,75 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
-        app.state.session_factory = create_session_factory(engine)
-        register_readiness_check(app, "database", lambda: check_database(engine))
-        yield
-        await engine.dispose()
+        session_factory = create_session_factory(engine)
+        redis = create_redis(settings)
+        keys = JwksKeySource(
+            settings.jwks_url, min_refetch_seconds=settings.jwks_min_refetch_seconds
+        )
+        bus = EventBus.from_settings(settings)
+        relay = OutboxRelay(session_factory, bus)
+        # add_event() wakes the relay so uploads go out without waiting for its next poll.
+        session_factory.configure(info={"outbox_wake": relay.wake})
+        list_cache = ListCache.from_settings(redis, settings)
+        stop = asyncio.Event()
 
-    return create_service_app(service="catalog", settings=settings, lifespan=lifespan)
+        app.state.session_factory = session_factory
+        app.state.redis = redis
+        app.state.list_cache = list_cache
+        app.state.bus = bus
+        app.state.token_verifier = TokenVerifier(
+            keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+        register_readiness_check(app, "database", lambda: check_database(engine))
+        register_readiness_check(app, "redis", lambda: check_redis(redis))
+        register_readiness_check(app, "nats", bus.check)
+        register_readiness_check(app, "jwks", keys.check)
+
+        tasks = [
+            asyncio.create_task(bus.connect(), name="nats-connect"),
+            asyncio.create_task(
+                consume_transcoder_events(
+                    bus, TranscoderEventHandler(session_factory, list_cache), stop
+                ),
+                name="transcoder-events",
+            ),
+            asyncio.create_task(
+                run_sweeper(
+                    session_factory,
+                    list_cache,
+                    interval_seconds=settings.sweep_interval_seconds,
+                    stuck_after_seconds=settings.stuck_after_seconds,
+                    max_retries=settings.stuck_max_retries,
+                    stop=stop,
+                ),
+                name="stuck-job-sweeper",
+            ),
+        ]
+        relay.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            await relay.stop()
+            tasks[0].cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await bus.close()
+            await redis.aclose()
+            await engine.dispose()
+
+    app = create_service_app(
+        service="catalog",
+        settings=settings,
+        routers=[public, admin, page],
+        lifespan=lifespan,
+        # The upload streams its body and enforces CATALOG_MAX_UPLOAD_BYTES itself.
+        body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"),),
+    )
+    app.mount("/admin/static", StaticFiles(directory=STATIC_DIR), name="admin-static")
+
+    @app.exception_handler(CatalogError)
+    @app.exception_handler(UploadRejected)
+    async def refused(request: Request, exc: CatalogError | UploadRejected) -> JSONResponse:
+        return JSONResponse(exc.errors, status_code=exc.status_code)
+
+    return app

@@ -25,4 +25,6 @@ def main(argv: list[str] | None = None) -> None:
         ensure_database(settings.database_url)
         make_migration(settings.database_url, MIGRATIONS, args.message)
     else:
-        run_http_service("videoflix_catalog.app:create_app", settings)
+        # Several workers: the list endpoint is CPU-bound per request; each worker runs its
+        # own relay, consumer and sweeper, which are safe to run side by side.
+        run_http_service("videoflix_catalog.app:create_app", settings, workers=settings.workers)

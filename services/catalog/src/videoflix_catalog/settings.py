@@ -13,3 +13,16 @@ class CatalogSettings(CommonSettings):
         "postgresql+psycopg://postgres@127.0.0.1:5432/videoflix_catalog",
         alias="CATALOG_DATABASE_URL",
     )
+    # uvicorn worker processes of `videoflix-catalog serve` (the list endpoint scales with it).
+    workers: int = Field(2, ge=1, alias="CATALOG_WORKERS")
+    max_upload_bytes: int = Field(5 * 1024**3, ge=1, alias="CATALOG_MAX_UPLOAD_BYTES")
+    ffprobe_binary: str = Field("ffprobe", alias="CATALOG_FFPROBE")
+    ffprobe_timeout_seconds: float = Field(30.0, gt=0, alias="CATALOG_FFPROBE_TIMEOUT_SECONDS")
+    # The public list's cached JSON lives at most this long even without a change.
+    list_cache_ttl_seconds: int = Field(300, ge=1, alias="CATALOG_LIST_CACHE_TTL_SECONDS")
+    # Stuck-job sweeper: a video in uploaded/processing with no progress for this long gets
+    # its upload event published again (new generation), at most `max_retries` times, then
+    # becomes failed.
+    stuck_after_seconds: float = Field(900.0, gt=0, alias="CATALOG_STUCK_AFTER_SECONDS")
+    stuck_max_retries: int = Field(2, ge=0, alias="CATALOG_STUCK_MAX_RETRIES")
+    sweep_interval_seconds: float = Field(60.0, gt=0, alias="CATALOG_SWEEP_INTERVAL_SECONDS")

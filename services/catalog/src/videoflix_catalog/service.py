@@ -1,0 +1,420 @@
+"""Catalog business logic: videos, categories, transcoding state and the stuck-job sweeper.
+
+No HTTP here: functions take a session and keyword arguments, raise `CatalogError` for
+anything a client did wrong, and stage events in the outbox in the same transaction as
+the change they announce. Callers invalidate the public list cache after commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from videoflix_catalog.models import Category, Video, VideoStatus
+from videoflix_catalog.schemas import AdminVideo, CategoryOut, VideoUpdate
+from videoflix_catalog.uploads import ProbeResult, ReceivedUpload
+from videoflix_shared.events import (
+    Event,
+    TranscodeCompleted,
+    TranscodeFailed,
+    TranscodeProgress,
+    VideoDeleted,
+    VideoUploaded,
+    utcnow,
+)
+from videoflix_shared.outbox import add_event
+
+logger = logging.getLogger(__name__)
+
+IN_FLIGHT = (VideoStatus.UPLOADED.value, VideoStatus.PROCESSING.value)
+
+
+class CatalogError(Exception):
+    """A request the catalog refuses: `status_code` and a JSON-able error body."""
+
+    def __init__(self, status_code: int, errors: dict[str, object]) -> None:
+        super().__init__(errors)
+        self.status_code = status_code
+        self.errors = errors
+
+
+def not_found(what: str = "Video") -> CatalogError:
+    return CatalogError(404, {"detail": f"{what} not found."})
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def thumbnail_url(public_base_url: str, video: Video) -> str:
+    return f"{public_base_url.rstrip('/')}/api/video/{video.id}/thumbnail.jpg?v={video.generation}"
+
+
+async def list_playable_videos(session: AsyncSession, *, public_base_url: str) -> list[dict]:
+    """The public list: published and ready, newest first, as the API contract spells it."""
+    rows = await session.scalars(
+        select(Video)
+        .where(Video.published.is_(True), Video.status == VideoStatus.READY.value)
+        .order_by(Video.created_at.desc(), Video.id.desc())
+    )
+    return [
+        {
+            "id": v.id,
+            "created_at": v.created_at.isoformat(),
+            "title": v.title,
+            "description": v.description,
+            "thumbnail_url": thumbnail_url(public_base_url, v),
+            "category": v.category.name,
+        }
+        for v in rows
+    ]
+
+
+def admin_view(video: Video, *, public_base_url: str) -> AdminVideo:
+    return AdminVideo(
+        id=video.id,
+        title=video.title,
+        description=video.description,
+        category=video.category.name,
+        category_id=video.category_id,
+        published=video.published,
+        status=video.status,
+        progress=round(video.progress, 1),
+        failure_reason=video.failure_reason,
+        generation=video.generation,
+        duration_seconds=video.duration_seconds,
+        width=video.width,
+        height=video.height,
+        renditions=list(video.renditions or []),
+        source_size=video.source_size,
+        thumbnail_url=thumbnail_url(public_base_url, video)
+        if video.status == VideoStatus.READY.value
+        else None,
+        created_at=video.created_at,
+        updated_at=video.updated_at,
+    )
+
+
+async def list_videos(session: AsyncSession) -> list[Video]:
+    return list(await session.scalars(select(Video).order_by(Video.created_at.desc())))
+
+
+async def get_video(session: AsyncSession, *, video_id: int, for_update: bool = False) -> Video:
+    query = select(Video).where(Video.id == video_id)
+    if for_update:
+        query = query.with_for_update(of=Video)
+    video = await session.scalar(query)
+    if video is None:
+        raise not_found()
+    return video
+
+
+# -- categories ------------------------------------------------------------------------
+
+
+async def resolve_category(session: AsyncSession, *, ref: int | str) -> Category:
+    """A category by id, or by name (case-insensitive); 400 on the `category` field if none."""
+    category = None
+    if isinstance(ref, str):
+        category = await session.scalar(
+            select(Category).where(func.lower(Category.name) == ref.strip().lower())
+        )
+        if category is None and ref.strip().isdigit():
+            ref = int(ref.strip())
+    if category is None and isinstance(ref, int) and -(2**31) <= ref < 2**31:
+        category = await session.get(Category, ref)
+    if category is None:
+        raise CatalogError(400, {"category": ["Unknown category."]})
+    return category
+
+
+async def list_categories(session: AsyncSession) -> list[CategoryOut]:
+    counts = (
+        select(Video.category_id, func.count().label("n")).group_by(Video.category_id).subquery()
+    )
+    rows = await session.execute(
+        select(Category, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.category_id == Category.id)
+        .order_by(Category.name)
+    )
+    return [CategoryOut(id=c.id, name=c.name, video_count=n) for c, n in rows]
+
+
+async def _check_name_free(session: AsyncSession, name: str, *, except_id: int | None) -> None:
+    existing = await session.scalar(
+        select(Category).where(func.lower(Category.name) == name.lower())
+    )
+    if existing is not None and existing.id != except_id:
+        raise CatalogError(400, {"name": ["A category with this name already exists."]})
+
+
+async def create_category(session: AsyncSession, *, name: str) -> CategoryOut:
+    await _check_name_free(session, name, except_id=None)
+    category = Category(name=name)
+    session.add(category)
+    await _commit_or_conflict(session)
+    return CategoryOut(id=category.id, name=category.name, video_count=0)
+
+
+async def rename_category(session: AsyncSession, *, category_id: int, name: str) -> CategoryOut:
+    category = await session.get(Category, category_id, with_for_update=True)
+    if category is None:
+        raise not_found("Category")
+    await _check_name_free(session, name, except_id=category_id)
+    category.name = name
+    count = await session.scalar(
+        select(func.count()).select_from(Video).where(Video.category_id == category_id)
+    )
+    await _commit_or_conflict(session)
+    return CategoryOut(id=category.id, name=category.name, video_count=count or 0)
+
+
+async def delete_category(session: AsyncSession, *, category_id: int) -> None:
+    category = await session.get(Category, category_id, with_for_update=True)
+    if category is None:
+        raise not_found("Category")
+    used = await session.scalar(
+        select(func.count()).select_from(Video).where(Video.category_id == category_id)
+    )
+    if used:
+        raise CatalogError(
+            409,
+            {"detail": f"The category is used by {used} video(s); move or delete them first."},
+        )
+    await session.delete(category)
+    await _commit_or_conflict(session)
+
+
+async def _commit_or_conflict(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a concurrent request won a unique/foreign-key race
+        await session.rollback()
+        raise CatalogError(409, {"detail": "Conflicting change; reload and try again."}) from exc
+
+
+# -- uploads and edits -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoMetadata:
+    title: str
+    description: str
+    category: Category
+
+
+async def create_video(
+    session: AsyncSession,
+    *,
+    metadata: VideoMetadata,
+    upload: ReceivedUpload,
+    probe: ProbeResult,
+    media_root: Path,
+) -> Video:
+    """Record an uploaded video and its upload event in one transaction.
+
+    The file moves from its temporary name to `uploads/<id>/source.<ext>` before commit; if
+    the commit fails the file is removed again, so nothing is left behind either way.
+    """
+    now = utcnow()
+    video = Video(
+        title=metadata.title,
+        description=metadata.description,
+        category=metadata.category,
+        status=VideoStatus.UPLOADED.value,
+        progress=0.0,
+        generation=1,
+        sweep_retries=0,
+        source_path="",
+        source_size=upload.size,
+        width=probe.width,
+        height=probe.height,
+        duration_seconds=probe.duration_seconds,
+        published=False,
+        created_at=now,
+        updated_at=now,
+        last_activity_at=now,
+    )
+    session.add(video)
+    await session.flush()  # assigns the id
+    video.source_path = f"uploads/{video.id}/source.{upload.extension}"
+    target = media_root / video.source_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(upload.temp_path, target)
+    add_event(
+        session,
+        VideoUploaded(
+            video_id=video.id, generation=video.generation, source_path=video.source_path
+        ),
+    )
+    try:
+        await session.commit()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(target.parent)
+        raise
+    return video
+
+
+async def update_video(session: AsyncSession, *, video_id: int, changes: VideoUpdate) -> Video:
+    video = await get_video(session, video_id=video_id, for_update=True)
+    if changes.title is not None:
+        video.title = changes.title
+    if changes.description is not None:
+        video.description = changes.description
+    if changes.category is not None:
+        video.category = await resolve_category(session, ref=changes.category)
+    if changes.published is not None:
+        video.published = changes.published
+    video.updated_at = utcnow()
+    await session.commit()
+    return video
+
+
+async def delete_video(session: AsyncSession, *, video_id: int) -> None:
+    """Delete the record; the transcoder removes the media when it sees the event."""
+    video = await get_video(session, video_id=video_id, for_update=True)
+    await session.delete(video)
+    add_event(session, VideoDeleted(video_id=video_id))
+    await session.commit()
+
+
+def _start_new_generation(session: AsyncSession, video: Video, *, now: datetime) -> None:
+    video.generation += 1
+    video.status = VideoStatus.UPLOADED.value
+    video.progress = 0.0
+    video.failure_reason = None
+    video.last_activity_at = now
+    video.updated_at = now
+    add_event(
+        session,
+        VideoUploaded(
+            video_id=video.id, generation=video.generation, source_path=video.source_path
+        ),
+    )
+
+
+async def retranscode_video(session: AsyncSession, *, video_id: int, media_root: Path) -> Video:
+    """Transcode the stored source again as a new generation (older events are ignored)."""
+    video = await get_video(session, video_id=video_id, for_update=True)
+    if not (media_root / video.source_path).is_file():
+        raise CatalogError(
+            409, {"detail": "The source file of this video is gone; upload it again."}
+        )
+    _start_new_generation(session, video, now=utcnow())
+    video.sweep_retries = 0
+    await session.commit()
+    return video
+
+
+# -- transcoder events -----------------------------------------------------------------
+
+
+async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool:
+    """Apply progress / completion / failure idempotently; True when the video changed.
+
+    Events for unknown (deleted) videos or another generation are ignored. Within a
+    generation `ready` and `failed` are final, so a late or redelivered progress event
+    never moves a video back.
+    """
+    if not isinstance(event, TranscodeProgress | TranscodeCompleted | TranscodeFailed):
+        return False
+    video = await session.scalar(
+        select(Video).where(Video.id == event.video_id).with_for_update(of=Video)
+    )
+    if video is None or video.generation != event.generation:
+        logger.info(
+            "ignoring %s for video %s generation %s (current: %s)",
+            event.subject,
+            event.video_id,
+            event.generation,
+            None if video is None else video.generation,
+        )
+        await session.rollback()
+        return False
+    if video.status not in IN_FLIGHT:
+        await session.rollback()
+        return False
+    now = utcnow()
+    if isinstance(event, TranscodeProgress):
+        video.status = VideoStatus.PROCESSING.value
+        video.progress = max(video.progress, min(event.percent, 99.9))
+    elif isinstance(event, TranscodeCompleted):
+        video.status = VideoStatus.READY.value
+        video.progress = 100.0
+        video.duration_seconds = event.duration_seconds
+        video.width = event.width
+        video.height = event.height
+        video.renditions = list(event.renditions)
+        video.thumbnail_path = event.thumbnail_path
+        video.master_playlist_path = event.master_playlist_path
+        video.failure_reason = None
+    else:
+        video.status = VideoStatus.FAILED.value
+        video.failure_reason = event.reason[:2000] or "Transcoding failed."
+    video.last_activity_at = now
+    video.updated_at = now
+    await session.commit()
+    return True
+
+
+# -- stuck-job sweeper -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    retried: list[int]
+    failed: list[int]
+
+
+async def sweep_stuck_videos(
+    session: AsyncSession,
+    *,
+    stuck_after: timedelta,
+    max_retries: int,
+    now: datetime | None = None,
+    batch_size: int = 100,
+) -> SweepResult:
+    """Re-publish the upload event of videos without progress for `stuck_after`, as a new
+    generation, at most `max_retries` times; after that mark them failed with a reason.
+
+    Rows are claimed with SKIP LOCKED, so several replicas can sweep at once.
+    """
+    now = now or utcnow()
+    stuck = (
+        await session.scalars(
+            select(Video)
+            .where(Video.status.in_(IN_FLIGHT), Video.last_activity_at < now - stuck_after)
+            .order_by(Video.last_activity_at)
+            .limit(batch_size)
+            .with_for_update(of=Video, skip_locked=True)
+        )
+    ).all()
+    retried, failed = [], []
+    for video in stuck:
+        if video.sweep_retries < max_retries:
+            video.sweep_retries += 1
+            _start_new_generation(session, video, now=now)
+            retried.append(video.id)
+        else:
+            minutes = stuck_after.total_seconds() / 60
+            video.status = VideoStatus.FAILED.value
+            video.failure_reason = (
+                f"Transcoding made no progress for {minutes:g} minutes after "
+                f"{video.sweep_retries + 1} attempt(s); check the transcoder workers and "
+                "re-transcode."
+            )
+            video.updated_at = now
+            failed.append(video.id)
+    await session.commit()
+    if retried or failed:
+        logger.warning("stuck-job sweep: retried %s, failed %s", retried, failed)
+    return SweepResult(retried=retried, failed=failed)
