@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import (
+    ADMIN_UPLOAD,
     ADMIN_VIDEOS,
     Api,
     Mailbox,
@@ -301,7 +302,7 @@ def test_non_video_upload_is_rejected_and_nothing_is_listed(admin_api: Api, tmp_
     fake.write_bytes(b"this is plain text pretending to be a video\n" * 200)
     for name, content in (("notes.mp4", fake.read_bytes()), ("empty.mp4", b"")):
         response = admin_api.post(
-            ADMIN_VIDEOS,
+            ADMIN_UPLOAD,
             data={"title": "not a video", "description": "", "category": "Drama"},
             files={"file": (name, content, "video/mp4")},
             headers=admin_api.csrf_headers(),
@@ -315,10 +316,41 @@ def test_admin_api_refuses_a_regular_user(api: Api, active_user: User, stack: St
     api.login_ok(active_user.email, active_user.password)
     assert_error_body(api.get(ADMIN_VIDEOS), 403)
     response = api.post(
-        ADMIN_VIDEOS,
+        ADMIN_UPLOAD,
         data={"title": "sneaky", "description": "", "category": "Drama"},
         files={"file": ("x.mp4", b"\x00" * 4096, "video/mp4")},
         headers=api.csrf_headers(),
     )
     assert_error_body(response, 403)
     assert_error_body(httpx.get(f"{stack.base_url}{ADMIN_VIDEOS}"), 401)
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+def test_login_is_rate_limited_per_account_with_retry_after(api: Api) -> None:
+    email = new_email("bruteforce")
+    statuses = []
+    for _ in range(30):
+        response = api.login(email, "Wrong-password-123")
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {400}, statuses
+    assert int(response.headers["retry-after"]) > 0
+    assert_error_body(response, 429)
+
+
+def test_password_reset_is_rate_limited_per_address(api: Api) -> None:
+    email = new_email("resetflood")
+    statuses = []
+    for _ in range(20):
+        response = api.post("/api/password_reset/", json={"email": email})
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {200}, statuses
+    assert int(response.headers["retry-after"]) > 0
+    assert_error_body(response, 429)
