@@ -180,7 +180,7 @@ def run_worker(
 
 
 def run_http_service(app_factory: str, settings: CommonSettings, *, workers: int = 1) -> None:
-    """Run an HTTP service under uvicorn (honours the proxy's X-Forwarded-For from localhost)."""
+    """Run an HTTP service under uvicorn (honours X-Forwarded-For from FORWARDED_ALLOW_IPS)."""
     uvicorn.run(
         app_factory,
         factory=True,
@@ -189,7 +189,7 @@ def run_http_service(app_factory: str, settings: CommonSettings, *, workers: int
         workers=workers,
         log_config=None,
         proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1,::1",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         server_header=False,
     )
 

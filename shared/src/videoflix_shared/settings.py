@@ -24,6 +24,9 @@ class CommonSettings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", alias="HTTP_HOST")
     http_port: int = Field(8000, alias="HTTP_PORT")
+    # Peers whose X-Forwarded-For uvicorn believes (the gateway): loopback natively, the
+    # compose network in containers, where Traefik is not on 127.0.0.1.
+    forwarded_allow_ips: str = Field("127.0.0.1,::1", alias="FORWARDED_ALLOW_IPS")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     redis_key_prefix: str = Field("videoflix:", alias="REDIS_KEY_PREFIX")
