@@ -1,0 +1,121 @@
+"""The mailer's two long-running processes, each run by `run_worker` with a health port:
+
+- `run_consumer`: the mail event consumer (NATS + Redis + SMTP), `videoflix-mailer consume`;
+- `run_sink`: the development SMTP sink with its HTTP listing, `videoflix-mailer sink`.
+Resources are created here, stored on `app.state`, and closed when `stop` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from videoflix_mailer.api import router as sink_router
+from videoflix_mailer.dead_letters import DeadLetterStore
+from videoflix_mailer.emails import EmailRenderer
+from videoflix_mailer.events import consume_mail_events
+from videoflix_mailer.ledger import DeliveryLedger
+from videoflix_mailer.mailbox import Mailbox
+from videoflix_mailer.service import Mailer, RetryPolicy
+from videoflix_mailer.settings import MailerSettings
+from videoflix_mailer.sink import MailboxHandler, start_smtp_server
+from videoflix_mailer.smtp import SmtpSender
+from videoflix_shared.app import register_readiness_check
+from videoflix_shared.bus import EventBus
+from videoflix_shared.redis import check_redis, create_redis
+
+logger = logging.getLogger(__name__)
+
+
+def build_mailer(settings: MailerSettings, redis: Redis) -> Mailer:
+    return Mailer(
+        renderer=EmailRenderer(sender=settings.smtp_sender),
+        sender=SmtpSender(settings),
+        ledger=DeliveryLedger(
+            redis,
+            settings,
+            claim_seconds=settings.claim_seconds,
+            sent_ttl_seconds=settings.sent_ttl_seconds,
+        ),
+        dead_letters=DeadLetterStore(redis, settings),
+        retry=RetryPolicy(
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
+            give_up_seconds=settings.retry_give_up_seconds,
+        ),
+    )
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+    """Await `work`, cancelling it when `stop` is set first (e.g. still waiting for NATS)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_consumer(app: FastAPI, stop: asyncio.Event) -> None:
+    settings: MailerSettings = app.state.settings
+    bus = EventBus.from_settings(settings)
+    redis = create_redis(settings)
+    mailer = build_mailer(settings, redis)
+    app.state.bus, app.state.redis, app.state.mailer = bus, redis, mailer
+    register_readiness_check(app, "nats", bus.check)
+    register_readiness_check(app, "redis", lambda: check_redis(redis))
+    register_readiness_check(app, "smtp", mailer.sender.check)
+    try:
+        await _unless_stopped(stop, bus.connect())
+        if not stop.is_set():
+            logger.info(
+                "consuming mail events; SMTP %s:%d (%s)",
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_security,
+            )
+            await consume_mail_events(bus=bus, mailer=mailer, settings=settings, stop=stop)
+    finally:
+        await bus.close()
+        await redis.aclose()
+
+
+async def run_sink(app: FastAPI, stop: asyncio.Event) -> None:
+    settings: MailerSettings = app.state.settings
+    mailbox = Mailbox(settings.mail_sink_dir)
+    mailbox.ensure()
+    app.state.mailbox = mailbox
+    # Routes are looked up per request, so adding them to the health app here is enough.
+    app.include_router(sink_router)
+    server = await start_smtp_server(
+        handler=MailboxHandler(mailbox), host=settings.smtp_host, port=settings.smtp_port
+    )
+
+    async def smtp_listening() -> None:
+        if not server.is_serving():
+            raise ConnectionError("SMTP listener closed")
+
+    register_readiness_check(app, "smtp", smtp_listening)
+    logger.info(
+        "dev mail sink: SMTP on %s:%d, messages in %s, listing on http://%s:%d/messages",
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.mail_sink_dir,
+        settings.http_host,
+        settings.http_port,
+    )
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
