@@ -1,0 +1,69 @@
+"""The launcher starts private PostgreSQL, Redis and NATS when the configured URLs point at
+closed ports, and stops them again, leaving no process behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from videoflix_shared.testing.plugin import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _devstack(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.devstack", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_closed_ports_get_private_servers_that_stop_with_down():
+    # Under the repo, not /tmp: when run as root, PostgreSQL runs as user postgres and must
+    # be able to reach its data directory.
+    data_dir = ROOT / ".data" / f"test-private-{uuid.uuid4().hex[:6]}"
+    pg, rd, nt = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "AUTH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_auth",
+        "CATALOG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_catalog",
+        "REDIS_URL": f"redis://127.0.0.1:{rd}/0",
+        "NATS_URL": f"nats://127.0.0.1:{nt}",
+    }
+    try:
+        result = _devstack("infra", "--data-dir", str(data_dir), "--print-env", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "starting a private instance" in result.stderr
+        assert f"TEST_REDIS_URL=redis://127.0.0.1:{rd}/0" in result.stdout
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg}/postgres") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert redis.Redis(port=rd).ping()
+        import socket
+
+        with socket.create_connection(("127.0.0.1", nt), timeout=2) as s:
+            assert s.recv(4096).startswith(b"INFO ")
+
+        # a second run finds them answering and starts nothing
+        again = _devstack("infra", "--data-dir", str(data_dir), env=env)
+        assert "starting a private instance" not in again.stderr
+    finally:
+        down = _devstack("down", "--data-dir", str(data_dir), env=env)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    assert "stopping private postgres" in down.stderr
+    for pattern in (str(data_dir), f"redis-server 127.0.0.1:{rd}"):
+        leftovers = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
+        assert leftovers == "", leftovers

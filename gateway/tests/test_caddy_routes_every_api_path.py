@@ -1,0 +1,164 @@
+"""Every public path of API.md reaches the service that owns it, through a running Caddy
+configured from gateway/routes.toml (upstreams are stand-ins that say who they are)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.generate import load_routes, render_caddyfile
+from videoflix_shared.testing.plugin import ServerThread
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("caddy") is None, reason="caddy is not installed (make install)"
+)
+
+# (method, path as a client sends it, owning service, path the service receives)
+API_PATHS = [
+    ("POST", "/api/register/", "auth", "/api/register/"),
+    ("POST", "/api/register", "auth", "/api/register"),
+    ("GET", "/api/activate/MQ/abc-123/", "auth", "/api/activate/MQ/abc-123/"),
+    ("POST", "/api/login/", "auth", "/api/login/"),
+    ("POST", "/api/login", "auth", "/api/login"),
+    ("POST", "/api/logout/", "auth", "/api/logout/"),
+    ("POST", "/api/token/refresh/", "auth", "/api/token/refresh/"),
+    ("POST", "/api/password_reset/", "auth", "/api/password_reset/"),
+    ("POST", "/api/password_confirm/MQ/abc-123/", "auth", "/api/password_confirm/MQ/abc-123/"),
+    ("GET", "/api/user/", "auth", "/api/user/"),
+    ("GET", "/api/user", "auth", "/api/user"),
+    ("GET", "/.well-known/jwks.json", "auth", "/.well-known/jwks.json"),
+    ("GET", "/api/video/", "catalog", "/api/video/"),
+    ("GET", "/api/video", "catalog", "/api/video"),
+    ("GET", "/api/admin/videos/", "catalog", "/api/admin/videos/"),
+    ("GET", "/admin/", "catalog", "/admin/"),
+    ("GET", "/admin", "catalog", "/admin"),
+    ("GET", "/api/video/12/480p/index.m3u8", "streaming", "/api/video/12/480p/index.m3u8"),
+    ("GET", "/api/video/12/720p/seg_00003.ts", "streaming", "/api/video/12/720p/seg_00003.ts"),
+    ("GET", "/api/video/12/720p/seg_00003.ts/", "streaming", "/api/video/12/720p/seg_00003.ts/"),
+    ("GET", "/api/video/12/master.m3u8", "streaming", "/api/video/12/master.m3u8"),
+    ("GET", "/api/video/12/thumbnail.jpg", "streaming", "/api/video/12/thumbnail.jpg"),
+    ("GET", "/svc/auth/healthz", "auth", "/healthz"),
+    ("GET", "/svc/catalog/readyz", "catalog", "/readyz"),
+    ("GET", "/svc/streaming/healthz", "streaming", "/healthz"),
+    ("GET", "/no/such/path", "catalog", "/no/such/path"),  # the fallback answers JSON 404s
+]
+
+
+def _free_block(size: int) -> int:
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        sockets = []
+        try:
+            for offset in range(size):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + offset))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def _echo_app(service: str):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = json.dumps({"service": service, "path": scope["path"]}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    table = load_routes()
+    base = _free_block(4)
+    servers = [
+        ServerThread(_echo_app(name), port=base + int(cfg["port_offset"])).__enter__()
+        for name, cfg in table.services.items()
+    ]
+    caddyfile = tmp_path_factory.mktemp("caddy") / "Caddyfile"
+    caddyfile.write_text(render_caddyfile(table, port_base=base))
+    proc = subprocess.Popen(
+        ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{base}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/svc/auth/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.1)
+    yield url, servers, base
+    proc.terminate()
+    proc.wait(10)
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(("method", "path", "service", "upstream_path"), API_PATHS)
+def test_path_reaches_its_owning_service(gateway, method, path, service, upstream_path):
+    url = gateway[0]
+    r = httpx.request(method, url + path, timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"service": service, "path": upstream_path}
+
+
+def test_every_route_of_the_table_is_exercised():
+    owners = {svc for _, _, svc, _ in API_PATHS}
+    assert owners == set(load_routes().services)
+
+
+def test_upstream_down_gives_json_502(tmp_path):
+    table = load_routes()
+    base = _free_block(4)  # nothing listens on the upstream ports
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(render_caddyfile(table, port_base=base))
+    proc = subprocess.Popen(
+        ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{base}/api/user/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert r.status_code == 502
+        assert r.headers["content-type"].startswith("application/json")
+        assert "unavailable" in r.json()["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_committed_caddyfile_matches_the_route_table():
+    committed = (Path(__file__).parent.parent / "Caddyfile").read_text()
+    assert committed == render_caddyfile(load_routes()), (
+        "run `make routes` after editing routes.toml"
+    )
