@@ -1,17 +1,53 @@
-"""Auth service: the app factory and its lifespan (database, readiness)."""
+"""Auth service: the app factory and its lifespan.
+
+The lifespan creates every resource (database engine, Redis, signing keys, token verifier,
+password hasher, event bus and outbox relay) and stores it on `app.state`. The service
+starts and serves while NATS is down: the bus connects in a background task and the
+outbox keeps events until it is back. The admin account is put in place in the background
+too, retried until the database answers.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from videoflix_auth.api import install_exception_handlers, router
+from videoflix_auth.keys import load_key_set
+from videoflix_auth.passwords import PasswordHasher
+from videoflix_auth.ratelimit import RateLimiter
+from videoflix_auth.service import AuthService
 from videoflix_auth.settings import AuthSettings
 from videoflix_shared.app import create_app as create_service_app
 from videoflix_shared.app import register_readiness_check
+from videoflix_shared.bus import EventBus
 from videoflix_shared.db import check_database, create_engine, create_session_factory
 from videoflix_shared.logs import configure_logging
+from videoflix_shared.outbox import OutboxRelay
+from videoflix_shared.redis import check_redis, create_redis
+from videoflix_shared.security import StaticKeySource, TokenVerifier
+
+logger = logging.getLogger(__name__)
+
+
+async def _ensure_admin_until_done(service: AuthService, app: FastAPI) -> None:
+    delay = 0.5
+    while True:
+        try:
+            async with app.state.session_factory() as session:
+                await service.ensure_admin(session)
+            return
+        except ValueError:
+            logger.exception("admin account not created: invalid ADMIN_EMAIL/ADMIN_PASSWORD")
+            return
+        except Exception as exc:
+            logger.warning("admin account not in place yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
 
 
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
@@ -20,10 +56,60 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keys = load_key_set(settings.keys_dir, generate_if_missing=not settings.is_production)
         engine = create_engine(settings.database_url)
-        app.state.session_factory = create_session_factory(engine)
+        session_factory = create_session_factory(engine)
+        redis = create_redis(settings)
+        bus = EventBus.from_settings(settings)
+        relay = OutboxRelay(session_factory, bus)
+        service = AuthService(
+            settings=settings,
+            hasher=PasswordHasher(
+                time_cost=settings.argon2_time_cost,
+                memory_kib=settings.argon2_memory_kib,
+                parallelism=settings.argon2_parallelism,
+            ),
+            keys=keys,
+            limiter=RateLimiter(redis, settings),
+            on_event_committed=relay.wake.set,
+        )
+        app.state.session_factory = session_factory
+        app.state.signing_keys = keys
+        app.state.token_verifier = TokenVerifier(
+            StaticKeySource(keys.public_keys()),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        app.state.auth_service = service
+        app.state.event_bus = bus
+        app.state.outbox_relay = relay
         register_readiness_check(app, "database", lambda: check_database(engine))
-        yield
-        await engine.dispose()
+        register_readiness_check(app, "redis", lambda: check_redis(redis))
+        register_readiness_check(app, "nats", bus.check)
 
-    return create_service_app(service="auth", settings=settings, lifespan=lifespan)
+        background = [
+            asyncio.create_task(bus.connect(), name="nats-connect"),
+            asyncio.create_task(_ensure_admin_until_done(service, app), name="ensure-admin"),
+        ]
+        app.state.background_tasks = background
+        relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await bus.close()
+            await redis.aclose()
+            await engine.dispose()
+
+    app = create_service_app(
+        service="auth",
+        settings=settings,
+        routers=[router],
+        lifespan=lifespan,
+        description="Accounts, RS256 cookie sessions, JWKS and email flows.",
+    )
+    install_exception_handlers(app)
+    return app

@@ -1,4 +1,7 @@
-"""Auth service settings (shared ones come from CommonSettings)."""
+"""Auth service settings (shared ones come from CommonSettings).
+
+Every variable is documented in the auth section of the root `.env.example`.
+"""
 
 from __future__ import annotations
 
@@ -14,4 +17,36 @@ class AuthSettings(CommonSettings):
     database_url: str = Field(
         "postgresql+psycopg://postgres@127.0.0.1:5432/videoflix_auth", alias="AUTH_DATABASE_URL"
     )
+    # current.pem signs; previous.pem (optional) is still published in the JWKS during a rotation.
     keys_dir: Path = Field(Path(".data/keys"), alias="AUTH_KEYS_DIR")
+
+    access_token_ttl_seconds: int = Field(30 * 60, gt=0, alias="AUTH_ACCESS_TOKEN_TTL_SECONDS")
+    refresh_token_ttl_seconds: int = Field(
+        7 * 24 * 3600, gt=0, alias="AUTH_REFRESH_TOKEN_TTL_SECONDS"
+    )
+    activation_ttl_seconds: int = Field(24 * 3600, gt=0, alias="AUTH_ACTIVATION_TTL_SECONDS")
+    password_reset_ttl_seconds: int = Field(3600, gt=0, alias="AUTH_PASSWORD_RESET_TTL_SECONDS")
+
+    admin_email: str = Field("", alias="ADMIN_EMAIL")
+    admin_password: str = Field("", alias="ADMIN_PASSWORD")
+
+    # argon2id cost (OWASP's minimum recommendation by default).
+    argon2_time_cost: int = Field(2, ge=1, alias="AUTH_ARGON2_TIME_COST")
+    argon2_memory_kib: int = Field(19456, ge=8, alias="AUTH_ARGON2_MEMORY_KIB")
+    argon2_parallelism: int = Field(1, ge=1, alias="AUTH_ARGON2_PARALLELISM")
+
+    login_limit_per_ip: int = Field(30, ge=1, alias="AUTH_LOGIN_LIMIT_PER_IP")
+    login_limit_per_email: int = Field(10, ge=1, alias="AUTH_LOGIN_LIMIT_PER_EMAIL")
+    login_window_seconds: int = Field(300, ge=1, alias="AUTH_LOGIN_WINDOW_SECONDS")
+    reset_limit_per_ip: int = Field(20, ge=1, alias="AUTH_RESET_LIMIT_PER_IP")
+    reset_limit_per_email: int = Field(3, ge=1, alias="AUTH_RESET_LIMIT_PER_EMAIL")
+    reset_window_seconds: int = Field(3600, ge=1, alias="AUTH_RESET_WINDOW_SECONDS")
+
+    # A reset request for an unknown address does less work than for a known one; both
+    # answer no sooner than this, so response time does not tell which it was.
+    reset_response_floor_ms: int = Field(150, ge=0, alias="AUTH_RESET_RESPONSE_FLOOR_MS")
+
+    frontend_login_path: str = Field("/pages/auth/login.html", alias="AUTH_FRONTEND_LOGIN_PATH")
+    frontend_forgot_password_path: str = Field(
+        "/pages/auth/forgot_password.html", alias="AUTH_FRONTEND_FORGOT_PASSWORD_PATH"
+    )

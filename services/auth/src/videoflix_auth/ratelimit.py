@@ -1,0 +1,72 @@
+"""Fixed-window rate limits in Redis (login and password-reset attempts).
+
+Each attempt increments its counters first and is refused when any is over its limit, so
+concurrent attempts cannot slip past a check-then-increment race. Email addresses are
+hashed into the key so Redis holds no addresses. When Redis is unreachable the limiter
+lets requests through (logged): a Redis outage must not lock every user out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from videoflix_shared.redis import key as redis_key
+from videoflix_shared.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str  # e.g. "login:ip"
+    subject: str  # the IP or the email address
+    max_attempts: int
+    window_seconds: int
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limited, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, settings: CommonSettings) -> None:
+        self.redis = redis
+        self.settings = settings
+
+    def _key(self, limit: Limit) -> str:
+        subject = hashlib.sha256(limit.subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return redis_key(self.settings, "auth", "ratelimit", limit.name, subject)
+
+    async def hit(self, *limits: Limit) -> None:
+        """Count one attempt against every limit; raise RateLimited if any is exceeded."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for limit in limits:
+                    key = self._key(limit)
+                    pipe.incr(key)
+                    pipe.expire(key, limit.window_seconds, nx=True)
+                    pipe.ttl(key)
+                results = await pipe.execute()
+        except RedisError as exc:
+            logger.warning("rate limiter unavailable (%s); allowing the request", exc)
+            return
+        retry_after = 0
+        for i, limit in enumerate(limits):
+            count, _, ttl = results[3 * i : 3 * i + 3]
+            if count > limit.max_attempts:
+                retry_after = max(retry_after, ttl if ttl > 0 else limit.window_seconds)
+        if retry_after:
+            raise RateLimited(retry_after)
+
+    async def reset(self, *limits: Limit) -> None:
+        try:
+            await self.redis.delete(*(self._key(limit) for limit in limits))
+        except RedisError as exc:
+            logger.warning("rate limiter unavailable (%s); counters not reset", exc)

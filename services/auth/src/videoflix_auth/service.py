@@ -1,0 +1,491 @@
+"""Auth's business logic: registration, activation, login sessions, password reset, admin.
+
+No HTTP here: routes parse, call one verb, and turn its result or exception into a
+response. Every state change commits together with the event announcing it (outbox).
+
+Enumeration: register, login and password reset must not tell whether an address has an
+account, neither by answer nor by time. Register hashes the password in both branches,
+login verifies against a dummy hash when there is no user, and a reset request answers no
+sooner than a fixed floor (its known-address branch writes a link and an event, the other
+branch nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from videoflix_auth import events
+from videoflix_auth.keys import KeySet
+from videoflix_auth.models import ACTIVATION, PASSWORD_RESET, LinkToken, RefreshToken, User
+from videoflix_auth.passwords import PasswordHasher, password_problems
+from videoflix_auth.ratelimit import Limit, RateLimiter
+from videoflix_auth.settings import AuthSettings
+from videoflix_auth.tokens import (
+    MAX_SECRET_LENGTH,
+    decode_uid,
+    digest,
+    issue_access_token,
+    new_secret,
+)
+from videoflix_shared.errors import FieldErrors
+from videoflix_shared.outbox import add_event
+
+logger = logging.getLogger(__name__)
+
+MAX_EMAIL_LENGTH = 254
+INVALID_EMAIL = "Enter a valid email address."
+PASSWORDS_DIFFER = "Passwords do not match."
+
+LINK_MESSAGES = {
+    ACTIVATION: {
+        "invalid": "This activation link is invalid.",
+        "expired": "This activation link has expired. Please register again to get a new one.",
+        "used": "This activation link has already been used.",
+    },
+    PASSWORD_RESET: {
+        "invalid": "This password reset link is invalid.",
+        "expired": "This password reset link has expired. Please request a new one.",
+        "used": "This password reset link has already been used.",
+    },
+}
+
+
+class InvalidCredentials(Exception):
+    """Unknown address, wrong password or inactive account: deliberately one error."""
+
+
+class InvalidLink(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRefreshToken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    user: User
+    access_token: str
+    refresh_token: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def normalize_email(raw: str) -> str | None:
+    """The canonical form of an address (lower case, ASCII/IDNA domain) or None if invalid.
+
+    Non-ASCII local parts are refused: mail systems handle them unevenly and they invite
+    look-alike addresses.
+    """
+    if not raw or len(raw) > MAX_EMAIL_LENGTH:
+        return None
+    try:
+        validated = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
+    except (EmailNotValidError, UnicodeError, ValueError):
+        return None
+    email = (validated.ascii_email or validated.normalized).lower()
+    return email if len(email) <= MAX_EMAIL_LENGTH else None
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        settings: AuthSettings,
+        hasher: PasswordHasher,
+        keys: KeySet,
+        limiter: RateLimiter,
+        on_event_committed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.hasher = hasher
+        self.keys = keys
+        self.limiter = limiter
+        # Wakes the outbox relay so committed events leave at once instead of at its next poll.
+        self.on_event_committed = on_event_committed
+
+    # -- registration and activation ---------------------------------------------------------
+
+    async def register(
+        self, session: AsyncSession, *, email: str, password: str, confirmed_password: str
+    ) -> str:
+        """Create an inactive account and send its activation link; returns the address.
+
+        An address with an active account gets the same answer and an email telling its
+        owner; an inactive one gets the new password and a fresh activation link.
+        """
+        normalized = normalize_email(email)
+        errors: dict[str, list[str]] = {}
+        if normalized is None:
+            errors["email"] = [INVALID_EMAIL]
+        problems = password_problems(password, email=normalized or email)
+        if problems:
+            errors["password"] = problems
+        if password != confirmed_password:
+            errors["confirmed_password"] = [PASSWORDS_DIFFER]
+        if errors:
+            raise FieldErrors(errors)
+        assert normalized is not None
+
+        password_hash = await self.hasher.hash(password)  # both branches: same time
+        user_id = await session.scalar(
+            insert(User)
+            .values(email=normalized, password_hash=password_hash)
+            .on_conflict_do_nothing(index_elements=[User.email])
+            .returning(User.id)
+        )
+        if user_id is not None:
+            await self._send_activation(session, user_id=user_id, email=normalized)
+        else:
+            existing = await session.scalar(
+                select(User).where(User.email == normalized).with_for_update()
+            )
+            assert existing is not None
+            if existing.is_active:
+                add_event(
+                    session,
+                    events.user_already_registered(
+                        self.settings, user_id=existing.id, email=existing.email
+                    ),
+                )
+            else:
+                existing.password_hash = password_hash
+                await self._send_activation(session, user_id=existing.id, email=existing.email)
+        await self._commit_with_event(session)
+        return normalized
+
+    async def _send_activation(self, session: AsyncSession, *, user_id: int, email: str) -> None:
+        token, expires_at = await self._new_link(
+            session,
+            user_id=user_id,
+            purpose=ACTIVATION,
+            ttl_seconds=self.settings.activation_ttl_seconds,
+        )
+        add_event(
+            session,
+            events.user_registered(
+                self.settings, user_id=user_id, email=email, token=token, expires_at=expires_at
+            ),
+        )
+
+    async def activate(self, session: AsyncSession, *, uidb64: str, token: str) -> None:
+        link = await self._valid_link(session, uidb64=uidb64, token=token, purpose=ACTIVATION)
+        await self._consume_link(session, link)
+        await session.execute(update(User).where(User.id == link.user_id).values(is_active=True))
+        await session.commit()
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def login(
+        self, session: AsyncSession, *, email: str, password: str, client_ip: str
+    ) -> IssuedSession:
+        normalized = normalize_email(email)
+        email_limit = Limit(
+            "login:email",
+            normalized or email.strip().lower(),
+            self.settings.login_limit_per_email,
+            self.settings.login_window_seconds,
+        )
+        await self.limiter.hit(
+            Limit(
+                "login:ip",
+                client_ip,
+                self.settings.login_limit_per_ip,
+                self.settings.login_window_seconds,
+            ),
+            email_limit,
+        )
+        user = None
+        if normalized is not None:
+            user = await session.scalar(select(User).where(User.email == normalized))
+        if user is None:
+            await self.hasher.burn(password)
+            raise InvalidCredentials
+        if not await self.hasher.verify(user.password_hash, password) or not user.is_active:
+            raise InvalidCredentials
+        await self.limiter.reset(email_limit)
+        if self.hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self.hasher.hash(password)
+        refresh_token = await self._new_refresh_token(
+            session, user_id=user.id, family_id=uuid.uuid4()
+        )
+        await session.commit()
+        return IssuedSession(user, self._access_token(user), refresh_token)
+
+    async def refresh(self, session: AsyncSession, *, refresh_token: str) -> IssuedSession:
+        """Exchange a refresh token for a new access token and its rotated successor.
+
+        A token presented after it was already exchanged is a copy in someone else's hands:
+        the whole family (this login session) is revoked.
+        """
+        if not refresh_token or len(refresh_token) > MAX_SECRET_LENGTH:
+            raise InvalidRefreshToken
+        token_hash = digest(refresh_token)
+        claimed = (
+            await session.execute(
+                update(RefreshToken)
+                .where(
+                    RefreshToken.token_hash == token_hash,
+                    RefreshToken.used_at.is_(None),
+                    RefreshToken.revoked_at.is_(None),
+                    RefreshToken.expires_at > func.now(),
+                )
+                .values(used_at=func.now())
+                .returning(RefreshToken.user_id, RefreshToken.family_id)
+            )
+        ).one_or_none()
+        if claimed is None:
+            stored = await session.scalar(
+                select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+            )
+            if stored is not None and stored.used_at is not None and stored.revoked_at is None:
+                logger.warning(
+                    "refresh token reuse for user %s: revoking session family %s",
+                    stored.user_id,
+                    stored.family_id,
+                )
+                await self._revoke_family(session, stored.family_id)
+                await session.commit()
+            raise InvalidRefreshToken
+        user_id, family_id = claimed
+        user = await session.get(User, user_id)
+        if user is None or not user.is_active:
+            await self._revoke_family(session, family_id)
+            await session.commit()
+            raise InvalidRefreshToken
+        new_token = await self._new_refresh_token(session, user_id=user.id, family_id=family_id)
+        await session.commit()
+        return IssuedSession(user, self._access_token(user), new_token)
+
+    async def logout(self, session: AsyncSession, *, refresh_token: str) -> None:
+        """Revoke the login session the refresh token belongs to (unknown tokens: nothing)."""
+        if not refresh_token or len(refresh_token) > MAX_SECRET_LENGTH:
+            return
+        family_id = await session.scalar(
+            select(RefreshToken.family_id).where(RefreshToken.token_hash == digest(refresh_token))
+        )
+        if family_id is not None:
+            await self._revoke_family(session, family_id)
+            await session.commit()
+
+    async def get_user(self, session: AsyncSession, *, user_id: int) -> User | None:
+        user = await session.get(User, user_id)
+        return user if user is not None and user.is_active else None
+
+    # -- password reset ------------------------------------------------------------------------
+
+    async def request_password_reset(
+        self, session: AsyncSession, *, email: str, client_ip: str
+    ) -> None:
+        normalized = normalize_email(email)
+        if normalized is None:
+            raise FieldErrors({"email": [INVALID_EMAIL]})
+        started = time.monotonic()
+        await self.limiter.hit(
+            Limit(
+                "reset:ip",
+                client_ip,
+                self.settings.reset_limit_per_ip,
+                self.settings.reset_window_seconds,
+            ),
+            Limit(
+                "reset:email",
+                normalized,
+                self.settings.reset_limit_per_email,
+                self.settings.reset_window_seconds,
+            ),
+        )
+        user = await session.scalar(
+            select(User).where(User.email == normalized, User.is_active.is_(True))
+        )
+        if user is not None:
+            token, expires_at = await self._new_link(
+                session,
+                user_id=user.id,
+                purpose=PASSWORD_RESET,
+                ttl_seconds=self.settings.password_reset_ttl_seconds,
+            )
+            add_event(
+                session,
+                events.password_reset_requested(
+                    self.settings,
+                    user_id=user.id,
+                    email=user.email,
+                    token=token,
+                    expires_at=expires_at,
+                ),
+            )
+            await self._commit_with_event(session)
+        remaining = self.settings.reset_response_floor_ms / 1000 - (time.monotonic() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    async def confirm_password_reset(
+        self,
+        session: AsyncSession,
+        *,
+        uidb64: str,
+        token: str,
+        new_password: str,
+        confirm_password: str,
+    ) -> None:
+        """Set a new password from a reset link and end every session of that user."""
+        link = await self._valid_link(session, uidb64=uidb64, token=token, purpose=PASSWORD_RESET)
+        user = await session.get(User, link.user_id)
+        assert user is not None  # link tokens cascade with their user
+        errors: dict[str, list[str]] = {}
+        problems = password_problems(new_password, email=user.email)
+        if problems:
+            errors["new_password"] = problems
+        if new_password != confirm_password:
+            errors["confirm_password"] = [PASSWORDS_DIFFER]
+        if errors:
+            raise FieldErrors(errors)
+        password_hash = await self.hasher.hash(new_password)
+        await self._consume_link(session, link)
+        user.password_hash = password_hash
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
+        await session.commit()
+
+    # -- admin account -------------------------------------------------------------------------
+
+    async def ensure_admin(self, session: AsyncSession) -> None:
+        """Create or update the admin account from ADMIN_EMAIL / ADMIN_PASSWORD (idempotent,
+        safe when several workers start at once)."""
+        if not self.settings.admin_email or not self.settings.admin_password:
+            return
+        email = normalize_email(self.settings.admin_email)
+        if email is None:
+            raise ValueError(f"ADMIN_EMAIL {self.settings.admin_email!r} is not a valid address")
+        problems = password_problems(self.settings.admin_password, email=email)
+        if problems:
+            if self.settings.is_production:
+                raise ValueError(f"ADMIN_PASSWORD is too weak: {' '.join(problems)}")
+            logger.warning("ADMIN_PASSWORD is weak (%s); accepted outside production", problems)
+        existing = await session.scalar(select(User).where(User.email == email))
+        if existing is not None and await self.hasher.verify(
+            existing.password_hash, self.settings.admin_password
+        ):
+            password_hash = existing.password_hash  # unchanged: no need to rehash every start
+        else:
+            password_hash = await self.hasher.hash(self.settings.admin_password)
+        statement = insert(User).values(
+            email=email, password_hash=password_hash, is_active=True, is_admin=True
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[User.email],
+                set_={"password_hash": password_hash, "is_active": True, "is_admin": True},
+            )
+        )
+        await session.commit()
+        logger.info("admin account %s is in place", email)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _access_token(self, user: User) -> str:
+        return issue_access_token(
+            self.keys.current,
+            user_id=user.id,
+            email=user.email,
+            is_admin=user.is_admin,
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+            ttl_seconds=self.settings.access_token_ttl_seconds,
+        )
+
+    async def _new_refresh_token(
+        self, session: AsyncSession, *, user_id: int, family_id: uuid.UUID
+    ) -> str:
+        token = new_secret()
+        session.add(
+            RefreshToken(
+                user_id=user_id,
+                family_id=family_id,
+                token_hash=digest(token),
+                expires_at=utcnow() + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
+            )
+        )
+        await session.flush()
+        return token
+
+    async def _revoke_family(self, session: AsyncSession, family_id: uuid.UUID) -> None:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
+
+    async def _new_link(
+        self, session: AsyncSession, *, user_id: int, purpose: str, ttl_seconds: int
+    ) -> tuple[str, datetime]:
+        token = new_secret()
+        expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+        session.add(
+            LinkToken(
+                user_id=user_id, purpose=purpose, token_hash=digest(token), expires_at=expires_at
+            )
+        )
+        await session.flush()
+        return token, expires_at
+
+    async def _valid_link(
+        self, session: AsyncSession, *, uidb64: str, token: str, purpose: str
+    ) -> LinkToken:
+        messages = LINK_MESSAGES[purpose]
+        user_id = decode_uid(uidb64)
+        if user_id is None or not token or len(token) > MAX_SECRET_LENGTH:
+            raise InvalidLink(messages["invalid"])
+        link = await session.scalar(select(LinkToken).where(LinkToken.token_hash == digest(token)))
+        if link is None or link.user_id != user_id or link.purpose != purpose:
+            raise InvalidLink(messages["invalid"])
+        if link.used_at is not None:
+            raise InvalidLink(messages["used"])
+        if link.expires_at <= utcnow():
+            raise InvalidLink(messages["expired"])
+        return link
+
+    async def _consume_link(self, session: AsyncSession, link: LinkToken) -> None:
+        """Mark the link used, atomically (two clicks at once: one wins), together with
+        every other open link of the same purpose for that user."""
+        claimed = await session.scalar(
+            update(LinkToken)
+            .where(LinkToken.id == link.id, LinkToken.used_at.is_(None))
+            .values(used_at=func.now())
+            .returning(LinkToken.id)
+        )
+        if claimed is None:
+            await session.rollback()
+            raise InvalidLink(LINK_MESSAGES[link.purpose]["used"])
+        await session.execute(
+            update(LinkToken)
+            .where(
+                LinkToken.user_id == link.user_id,
+                LinkToken.purpose == link.purpose,
+                LinkToken.used_at.is_(None),
+            )
+            .values(used_at=func.now())
+        )
+
+    async def _commit_with_event(self, session: AsyncSession) -> None:
+        await session.commit()
+        self.on_event_committed()
