@@ -1,20 +1,29 @@
 """Render gateway/routes.toml into proxy configurations.
 
     python -m gateway.generate caddy [--port-base 8000] [--listen 127.0.0.1:8000]
+    python -m gateway.generate traefik
+    python -m gateway.generate write
 
-prints a Caddyfile for the native stack. The container issue adds the Traefik renderer,
-fed by the same `load_routes()`.
+`caddy` prints a Caddyfile for the native stack; `traefik` prints Traefik's dynamic
+configuration (file provider) for `docker compose`; `write` rewrites both committed files
+(gateway/Caddyfile and gateway/traefik/dynamic/routes.yml). Both renderers are fed by the
+same `load_routes()`, so the two gateways route identically; the tests parse both outputs
+back and compare them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROUTES_FILE = Path(__file__).with_name("routes.toml")
+CADDYFILE = Path(__file__).with_name("Caddyfile")
+TRAEFIK_ROUTES_FILE = Path(__file__).parent / "traefik" / "dynamic" / "routes.yml"
+TRAEFIK_ENTRYPOINT = "web"  # defined in gateway/traefik/traefik.yml
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,9 @@ class RouteTable:
 
     def native_upstream(self, service: str, port_base: int) -> str:
         return f"127.0.0.1:{port_base + int(self.services[service]['port_offset'])}"
+
+    def container_upstream(self, service: str) -> str:
+        return f"http://{self.services[service]['container']}"
 
 
 def load_routes(path: Path = ROUTES_FILE) -> RouteTable:
@@ -107,16 +119,118 @@ def render_caddyfile(table: RouteTable, *, port_base: int = 8000, listen: str | 
     return "\n".join(out)
 
 
+def _yaml(value: str | int) -> str:
+    # JSON scalars are valid YAML flow scalars; quoting every string keeps rules with
+    # backticks, `|`, `[` or `#` from being read as YAML syntax.
+    return json.dumps(value)
+
+
+def _yaml_list(values: list[str]) -> str:
+    return "[" + ", ".join(_yaml(v) for v in values) + "]"
+
+
+def traefik_rule(route: Route) -> str:
+    """The route's matchers as one Traefik v3 rule, OR-ed like the route table says."""
+    matchers = [f"Path(`{p}`)" for p in route.exact_paths]
+    matchers += [f"PathPrefix(`{p}`)" for p in route.prefixes]
+    if route.regex:
+        matchers.append(f"PathRegexp(`{route.regex}`)")
+    for m in matchers:
+        if m.count("`") != 2:
+            raise ValueError(f"route {route.name}: a backtick cannot be quoted in a Traefik rule")
+    return " || ".join(matchers)
+
+
+def traefik_priorities(table: RouteTable) -> dict[str, int]:
+    """Explicit router priorities that reproduce the table's first-match order.
+
+    Traefik tries routers by descending priority (by default the rule's length, which would
+    reorder the table), so the first route gets the highest number and the fallback 1.
+    """
+    count = len(table.routes)
+    return {r.name: 10 * (count - i) for i, r in enumerate(table.routes)}
+
+
+FALLBACK_ROUTER = "fallback"
+FALLBACK_PRIORITY = 1
+
+
+def render_traefik_dynamic(table: RouteTable) -> str:
+    if any(r.name == FALLBACK_ROUTER for r in table.routes):
+        raise ValueError(f"the route name {FALLBACK_ROUTER!r} is reserved for the catch-all router")
+    priorities = traefik_priorities(table)
+    routers = ["  routers:"]
+    middlewares = []
+    for r in table.routes:
+        routers += [
+            f"    {r.name}:",
+            f"      entryPoints: {_yaml_list([TRAEFIK_ENTRYPOINT])}",
+            f"      rule: {_yaml(traefik_rule(r))}",
+            f"      priority: {priorities[r.name]}",
+            f"      service: {_yaml(r.service)}",
+        ]
+        if r.strip_prefix:
+            middleware = f"{r.name}-strip-prefix"
+            routers.append(f"      middlewares: {_yaml_list([middleware])}")
+            middlewares += [
+                f"    {middleware}:",
+                "      stripPrefix:",
+                f"        prefixes: {_yaml_list([r.strip_prefix])}",
+            ]
+    routers += [
+        "    # Everything else goes to the fallback service, whose app answers a JSON 404",
+        "    # (Traefik's own 404 page is plain text).",
+        f"    {FALLBACK_ROUTER}:",
+        f"      entryPoints: {_yaml_list([TRAEFIK_ENTRYPOINT])}",
+        f"      rule: {_yaml('PathPrefix(`/`)')}",
+        f"      priority: {FALLBACK_PRIORITY}",
+        f"      service: {_yaml(table.fallback)}",
+    ]
+    services = ["  services:"]
+    for name in table.services:
+        services += [
+            f"    {name}:",
+            "      loadBalancer:",
+            "        servers:",
+            f"          - url: {_yaml(table.container_upstream(name))}",
+        ]
+    out = [
+        "# Generated from gateway/routes.toml by `python -m gateway.generate traefik`; do not edit.",
+        "# Traefik v3 dynamic configuration (file provider) for docker compose. Routers carry",
+        "# explicit priorities so the table's first-match order holds.",
+        "http:",
+        *routers,
+    ]
+    if middlewares:
+        out += ["  middlewares:", *middlewares]
+    out += [*services, ""]
+    return "\n".join(out)
+
+
+def write_generated_files(table: RouteTable) -> list[Path]:
+    """Rewrite the committed generated configs (the tests check they are up to date)."""
+    CADDYFILE.write_text(render_caddyfile(table))
+    TRAEFIK_ROUTES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TRAEFIK_ROUTES_FILE.write_text(render_traefik_dynamic(table))
+    return [CADDYFILE, TRAEFIK_ROUTES_FILE]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("target", choices=["caddy"])
-    parser.add_argument("--port-base", type=int, default=8000)
-    parser.add_argument("--listen", default=None)
+    parser.add_argument("target", choices=["caddy", "traefik", "write"])
+    parser.add_argument("--port-base", type=int, default=8000, help="caddy only")
+    parser.add_argument("--listen", default=None, help="caddy only")
     args = parser.parse_args(argv)
     table = load_routes()
-    sys.stdout.write(render_caddyfile(table, port_base=args.port_base, listen=args.listen))
+    if args.target == "caddy":
+        sys.stdout.write(render_caddyfile(table, port_base=args.port_base, listen=args.listen))
+    elif args.target == "traefik":
+        sys.stdout.write(render_traefik_dynamic(table))
+    else:
+        for path in write_generated_files(table):
+            print(f"wrote {path.relative_to(ROUTES_FILE.parent.parent)}")
     return 0
 
 
