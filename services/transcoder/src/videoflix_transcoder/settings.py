@@ -1,4 +1,7 @@
-"""Transcoder settings (shared ones come from CommonSettings)."""
+"""Transcoder settings (shared ones come from CommonSettings).
+
+Every variable is documented in the transcoder section of the root `.env.example`.
+"""
 
 from __future__ import annotations
 
@@ -9,3 +12,46 @@ from videoflix_shared.settings import CommonSettings
 
 class TranscoderSettings(CommonSettings):
     http_port: int = Field(8004, alias="HTTP_PORT")  # health port
+
+    ffmpeg_bin: str = Field("ffmpeg", alias="TRANSCODER_FFMPEG")
+    ffprobe_bin: str = Field("ffprobe", alias="TRANSCODER_FFPROBE")
+    ffmpeg_threads: int = Field(0, alias="TRANSCODER_FFMPEG_THREADS")  # 0: ffmpeg decides
+
+    # x264 speed/quality: one preset for every rung, optionally overridden per rung.
+    x264_preset: str = Field("veryfast", alias="TRANSCODER_X264_PRESET")
+    x264_preset_480p: str = Field("", alias="TRANSCODER_X264_PRESET_480P")
+    x264_preset_720p: str = Field("", alias="TRANSCODER_X264_PRESET_720P")
+    x264_preset_1080p: str = Field("", alias="TRANSCODER_X264_PRESET_1080P")
+    x264_params: str = Field("", alias="TRANSCODER_X264_PARAMS")  # "key=value:key=value"
+    audio_bitrate: str = Field("128k", alias="TRANSCODER_AUDIO_BITRATE")
+    segment_seconds: int = Field(10, ge=1, alias="TRANSCODER_SEGMENT_SECONDS")
+    keyframe_seconds: float = Field(2.0, gt=0, alias="TRANSCODER_KEYFRAME_SECONDS")
+
+    # Jobs
+    max_jobs: int = Field(1, ge=1, alias="TRANSCODER_MAX_JOBS")  # per worker process
+    max_attempts: int = Field(3, ge=1, alias="TRANSCODER_MAX_ATTEMPTS")  # encodes per video
+    max_tries: int = Field(20, ge=1, alias="TRANSCODER_MAX_TRIES")  # arq tries incl. publishing
+    retry_backoff_seconds: float = Field(10.0, ge=0, alias="TRANSCODER_RETRY_BACKOFF_SECONDS")
+    timeout_factor: float = Field(10.0, gt=0, alias="TRANSCODER_TIMEOUT_FACTOR")
+    min_timeout_seconds: float = Field(300.0, gt=0, alias="TRANSCODER_MIN_TIMEOUT_SECONDS")
+    max_job_seconds: float = Field(6 * 3600.0, gt=0, alias="TRANSCODER_MAX_JOB_SECONDS")
+    job_lease_seconds: float = Field(30.0, gt=0, alias="TRANSCODER_JOB_LEASE_SECONDS")
+    keep_result_seconds: int = Field(7 * 86400, ge=0, alias="TRANSCODER_KEEP_RESULT_SECONDS")
+
+    progress_step_percent: float = Field(5.0, gt=0, alias="TRANSCODER_PROGRESS_STEP_PERCENT")
+    progress_interval_seconds: float = Field(
+        5.0, gt=0, alias="TRANSCODER_PROGRESS_INTERVAL_SECONDS"
+    )
+
+    @property
+    def queue_name(self) -> str:
+        """The arq queue, under the stack's Redis prefix so stacks and test runs never mix."""
+        return f"{self.redis_key_prefix}arq:queue"
+
+    def preset_for(self, rendition: str) -> str:
+        per_rung = {
+            "480p": self.x264_preset_480p,
+            "720p": self.x264_preset_720p,
+            "1080p": self.x264_preset_1080p,
+        }.get(rendition, "")
+        return per_rung or self.x264_preset

@@ -1,0 +1,99 @@
+"""The dispatcher: catalog events in, arq jobs out.
+
+A durable JetStream consumer ("transcoder-dispatcher") on the CATALOG stream. An upload
+becomes one arq job whose id is deterministic per (video, generation), so a redelivered
+event never queues a second job; the message is acknowledged only after Redis took the
+job (or the deletion is done), so nothing is lost when Redis is down: NATS redelivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+from nats.aio.msg import Msg
+
+from videoflix_shared.app import register_readiness_check
+from videoflix_shared.events import VideoDeleted, VideoUploaded, parse_event
+from videoflix_transcoder.connections import connect_bus, connect_redis
+from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks, transcode_job_id
+from videoflix_transcoder.service import delete_video_media
+from videoflix_transcoder.settings import TranscoderSettings
+
+logger = logging.getLogger(__name__)
+
+DURABLE = "transcoder-dispatcher"
+FILTER_SUBJECT = "catalog.video.>"
+# A queued job not started within this time is dropped by arq; far beyond any backlog.
+JOB_EXPIRES = timedelta(days=7)
+
+
+class CatalogEventHandler:
+    def __init__(self, *, settings: TranscoderSettings, pool: ArqRedis) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.marks = VideoMarks(pool, settings)
+
+    async def __call__(self, msg: Msg, subject: str) -> None:
+        try:
+            event = parse_event(subject, msg.data)
+        except ValueError as exc:
+            # Malformed or unknown: redelivering cannot fix it. Log and drop.
+            logger.error("dropping unusable message on %s: %s", subject, exc)
+            await msg.term()
+            return
+        if isinstance(event, VideoUploaded):
+            await self.enqueue_transcode(event)
+        elif isinstance(event, VideoDeleted):
+            await delete_video_media(
+                settings=self.settings, marks=self.marks, video_id=event.video_id
+            )
+            logger.info("removed the media of deleted video %s", event.video_id)
+        await msg.ack()
+
+    async def enqueue_transcode(self, event: VideoUploaded) -> None:
+        await self.marks.note_generation(event.video_id, event.generation)
+        job_id = transcode_job_id(self.settings, event.video_id, event.generation)
+        job = await self.pool.enqueue_job(
+            TRANSCODE_FUNCTION,
+            video_id=event.video_id,
+            generation=event.generation,
+            source_path=event.source_path,
+            _job_id=job_id,
+            _queue_name=self.settings.queue_name,
+            _expires=JOB_EXPIRES,
+        )
+        if job is None:
+            logger.info("job %s already queued, running or done: not queued again", job_id)
+        else:
+            logger.info("queued %s", job_id)
+
+
+async def run(app: FastAPI, stop: asyncio.Event) -> None:
+    """`videoflix-transcoder dispatcher`: consume catalog events until SIGTERM."""
+    settings: TranscoderSettings = app.state.settings
+    bus = await connect_bus(settings, stop)
+    if bus is None:
+        return
+    pool = await connect_redis(settings, stop)
+    if pool is None:
+        await bus.close()
+        return
+    register_readiness_check(app, "nats", bus.check)
+    register_readiness_check(app, "redis", pool.ping)
+    try:
+        await bus.consume(
+            stream="CATALOG",
+            durable=DURABLE,
+            filter_subject=FILTER_SUBJECT,
+            handler=CatalogEventHandler(settings=settings, pool=pool),
+            stop=stop,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await pool.close(close_connection_pool=True)
+        await bus.close()

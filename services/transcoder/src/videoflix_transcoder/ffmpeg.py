@@ -1,0 +1,199 @@
+"""ffmpeg command lines (thumbnail, the one-pass ladder) and running them.
+
+The ladder is ONE ffmpeg process: the source is decoded once, split, scaled per rung and
+encoded by one x264 instance per rung, with key frames forced at the same times in every
+rung (by time, not frame count) so segments start on aligned key frames and players can
+switch rendition at every segment boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import re
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from videoflix_transcoder.ladder import Rendition
+
+PDEATHSIG = 1  # prctl(PR_SET_PDEATHSIG, ...)
+STDERR_LINES_KEPT = 60
+SUMMARY_MAX_CHARS = 400
+
+ProgressCallback = Callable[[float], None]  # seconds of output written so far
+
+
+def thumbnail_command(
+    *,
+    ffmpeg_bin: str,
+    source: Path,
+    target: Path,
+    at_seconds: float,
+    width: int,
+    height: int,
+) -> list[str]:
+    return [
+        ffmpeg_bin,
+        *("-hide_banner", "-nostdin", "-y", "-loglevel", "error"),
+        *("-ss", f"{at_seconds:.3f}", "-i", str(source)),
+        *("-frames:v", "1", "-an", "-sn", "-dn"),
+        *("-vf", f"scale={width}:{height},setsar=1", "-q:v", "3"),
+        str(target),
+    ]
+
+
+def ladder_command(
+    *,
+    ffmpeg_bin: str,
+    source: Path,
+    output_dir: Path,
+    renditions: list[Rendition],
+    has_audio: bool,
+    presets: list[str],
+    x264_params: str = "",
+    audio_bitrate: str = "128k",
+    segment_seconds: int = 10,
+    keyframe_seconds: float = 2.0,
+    threads: int = 0,
+) -> list[str]:
+    """One ffmpeg run writing `<output_dir>/<rung>/index.m3u8` + segments and master.m3u8."""
+    count = len(renditions)
+    split = f"[0:v:0]split={count}" + "".join(f"[s{i}]" for i in range(count))
+    scales = [
+        # format=yuv420p: 4:4:4 or 10-bit uploads otherwise give H.264 most devices can't play.
+        f"[s{i}]scale={r.width}:{r.height},setsar=1,format=yuv420p[v{i}]"
+        for i, r in enumerate(renditions)
+    ]
+    command = [
+        ffmpeg_bin,
+        *("-hide_banner", "-nostdin", "-y", "-loglevel", "error"),
+        *("-progress", "pipe:1", "-nostats"),
+        *("-i", str(source)),
+        *("-filter_complex", ";".join([split, *scales])),
+    ]
+    for i in range(count):
+        command += ["-map", f"[v{i}]"]
+        if has_audio:
+            # Decided from the probe: with -var_stream_map a missing audio stream fails even
+            # when mapped with "?".
+            command += ["-map", "0:a:0"]
+    command += ["-c:v", "libx264", "-threads", str(threads)]
+    for i, (rendition, preset) in enumerate(zip(renditions, presets, strict=True)):
+        command += [
+            f"-preset:v:{i}",
+            preset,
+            f"-b:v:{i}",
+            f"{rendition.video_kbps}k",
+            f"-maxrate:v:{i}",
+            f"{rendition.maxrate_kbps}k",
+            f"-bufsize:v:{i}",
+            f"{rendition.bufsize_kbps}k",
+        ]
+    if x264_params:
+        command += ["-x264-params", x264_params]
+    command += ["-force_key_frames", f"expr:gte(t,n_forced*{keyframe_seconds:g})"]
+    if has_audio:
+        command += ["-c:a", "aac", "-ac", "2", "-ar", "48000", "-b:a", audio_bitrate]
+    if has_audio:
+        stream_map = " ".join(f"v:{i},a:{i},name:{r.name}" for i, r in enumerate(renditions))
+    else:
+        stream_map = " ".join(f"v:{i},name:{r.name}" for i, r in enumerate(renditions))
+    command += [
+        *("-f", "hls", "-hls_time", str(segment_seconds), "-hls_playlist_type", "vod"),
+        *("-hls_flags", "independent_segments", "-hls_segment_type", "mpegts"),
+        *("-hls_segment_filename", str(output_dir / "%v" / "seg_%05d.ts")),
+        *("-master_pl_name", "master.m3u8", "-var_stream_map", stream_map),
+        str(output_dir / "%v" / "index.m3u8"),
+    ]
+    return command
+
+
+class FfmpegFailed(Exception):
+    def __init__(self, returncode: int, summary: str) -> None:
+        super().__init__(f"ffmpeg exited with {returncode}: {summary}")
+        self.returncode = returncode
+        self.summary = summary
+
+
+async def run_ffmpeg(
+    command: list[str],
+    *,
+    timeout: float,
+    on_progress: ProgressCallback | None = None,
+) -> None:
+    """Run ffmpeg; raises FfmpegFailed (with a summary of its errors) or TimeoutError.
+
+    ffmpeg dies with this process (PR_SET_PDEATHSIG), so a worker killed with -9 leaves no
+    encoder running; cancelling the calling task kills ffmpeg too.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_die_with_parent,
+    )
+    stderr_tail: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(
+                _read_progress(proc.stdout, on_progress),
+                _read_lines(proc.stderr, stderr_tail),
+                proc.wait(),
+            )
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(proc.wait())
+        raise
+    if proc.returncode != 0:
+        raise FfmpegFailed(proc.returncode or -1, summarize_ffmpeg_errors(stderr_tail))
+
+
+async def _read_progress(
+    stream: asyncio.StreamReader, on_progress: ProgressCallback | None
+) -> None:
+    # -progress writes blocks of key=value lines; out_time_us is the output position.
+    async for raw in stream:
+        key, _, value = raw.decode(errors="replace").strip().partition("=")
+        if key == "out_time_us" and on_progress is not None:
+            with contextlib.suppress(ValueError):
+                microseconds = int(value)
+                if microseconds >= 0:
+                    on_progress(microseconds / 1_000_000)
+
+
+async def _read_lines(stream: asyncio.StreamReader, into: deque[str]) -> None:
+    async for raw in stream:
+        line = raw.decode(errors="replace").rstrip()
+        if line:
+            into.append(line)
+
+
+_ADDRESS = re.compile(r"\s*@ 0x[0-9a-f]+")
+_BORING = ("Conversion failed!", "Exiting normally", "Press [q]")
+
+
+def summarize_ffmpeg_errors(lines: Iterable[str]) -> str:
+    """The gist of ffmpeg's stderr for an admin: distinct lines, no pointers, bounded."""
+    seen: list[str] = []
+    for line in lines:
+        cleaned = _ADDRESS.sub("", line).strip()
+        if cleaned and not cleaned.startswith(_BORING) and cleaned not in seen:
+            seen.append(cleaned)
+    if not seen:
+        return "no error message"
+    summary = "; ".join(seen[-4:])
+    if len(summary) > SUMMARY_MAX_CHARS:
+        summary = "…" + summary[-SUMMARY_MAX_CHARS:]
+    return summary
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PDEATHSIG, signal.SIGKILL)
