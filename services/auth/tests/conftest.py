@@ -179,5 +179,21 @@ class AuthApi:
 
 
 @pytest.fixture
+def start_app(
+    make_settings: Callable[..., AuthSettings], db: Db
+) -> Callable[..., contextlib.AbstractAsyncContextManager[tuple[FastAPI, AuthApi]]]:
+    """Factory: `async with start_app(SETTING=value) as (app, api)` runs a separately
+    configured auth app (its own lifespan) on the same database."""
+
+    @contextlib.asynccontextmanager
+    async def factory(client_ip: str = "127.0.0.1", **overrides: Any):
+        async with running(create_app(make_settings(**overrides))) as app:
+            async with client_for(app, client_ip) as client:
+                yield app, AuthApi(client, db)
+
+    return factory
+
+
+@pytest.fixture
 def api(client: httpx.AsyncClient, db: Db) -> AuthApi:
     return AuthApi(client, db)
