@@ -123,10 +123,8 @@ def test_deleted_video_stops_being_served(client, auth, make_video):
     shutil.rmtree(video.directory)
     wait_until(
         lambda: (
-            client.get("/api/video/42/480p/seg_00000.ts", headers=auth).status_code
-            == 404
-            and client.get("/api/video/42/480p/index.m3u8", headers=auth).status_code
-            == 404
+            client.get("/api/video/42/480p/seg_00000.ts", headers=auth).status_code == 404
+            and client.get("/api/video/42/480p/index.m3u8", headers=auth).status_code == 404
         ),
         timeout=5,
         what="the deleted video to 404",
