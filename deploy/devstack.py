@@ -345,7 +345,8 @@ def write_procfile(data_dir: Path, port_base: int) -> Path:
         cmd = p.command.format(data=data_dir)
         if p.name != "gateway":
             cmd = f"env HTTP_PORT={port_base + p.port_offset} {cmd}"
-        lines.append(f"{p.name}: {cmd}")
+        # exec: honcho's SIGTERM reaches the program itself, not an intermediate shell
+        lines.append(f"{p.name}: exec {cmd}")
     procfile = data_dir / "Procfile"
     procfile.write_text("\n".join(lines) + "\n")
     caddyfile = render_caddyfile(load_routes(), port_base=port_base)
@@ -400,7 +401,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Explicit for SIGINT too: a launcher started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     try:
         ensure_infra(env, data_dir)
         for migration in MIGRATIONS:
