@@ -1,0 +1,324 @@
+"""The Traefik configuration routes exactly like the native Caddy gateway.
+
+Both proxy configs are generated from gateway/routes.toml; these tests parse the committed
+files back into (route, matchers, service, strip) tuples and compare them, check that the
+committed files are what the generator renders now, replay Traefik's priority-ordered
+matching on sample paths, and validate the files against the Traefik v3 JSON schemas.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.generate import (
+    CADDYFILE,
+    TRAEFIK_ROUTES_FILE,
+    load_routes,
+    main,
+    render_traefik_dynamic,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAEFIK_DIR = ROOT / "gateway" / "traefik"
+STATIC_CONFIG = TRAEFIK_DIR / "traefik.yml"
+DASHBOARD_CONFIG = TRAEFIK_DIR / "dynamic" / "dashboard.yml"
+SCHEMAS = ROOT.parent / "shared" / "schemas"
+
+TABLE = load_routes()
+
+
+@dataclass(frozen=True)
+class ParsedRoute:
+    name: str
+    matchers: frozenset[tuple[str, str]]  # ("path" | "prefix" | "regex", value)
+    service: str
+    strip: str | None
+
+
+# --- parsing both generated files back ----------------------------------------------------
+
+
+def _service_by_native_upstream(upstream: str) -> str:
+    matches = [s for s in TABLE.services if TABLE.native_upstream(s, 8000) == upstream]
+    assert len(matches) == 1, f"upstream {upstream} is no single service of the table"
+    return matches[0]
+
+
+def parse_caddyfile(text: str) -> tuple[list[ParsedRoute], str]:
+    """The Caddyfile's routes in order (a route's matcher blocks merged) and its fallback."""
+    matchers: dict[str, set[tuple[str, str]]] = {}
+    handled: dict[str, tuple[str, str | None]] = {}
+    fallback = None
+    lines = iter(text.splitlines())
+    for line in lines:
+        line = line.strip()
+        if m := re.fullmatch(r"@(\S+)-\d+ path (.+)", line):
+            tokens = m[2].split()
+            matchers.setdefault(m[1], set()).update(
+                ("prefix", t[:-1]) if t.endswith("*") else ("path", t) for t in tokens
+            )
+        elif m := re.fullmatch(r"@(\S+)-\d+ path_regexp (\S+)", line):
+            matchers.setdefault(m[1], set()).add(("regex", m[2]))
+        elif m := re.fullmatch(r"handle(?: @(\S+)-\d+)? \{", line):
+            strip, upstream = None, None
+            for inner in lines:
+                inner = inner.strip()
+                if inner == "}":
+                    break
+                if s := re.fullmatch(r"uri strip_prefix (\S+)", inner):
+                    strip = s[1]
+                elif u := re.fullmatch(r"reverse_proxy (\S+)", inner):
+                    upstream = u[1]
+            assert upstream, f"handle block without reverse_proxy: {line}"
+            service = _service_by_native_upstream(upstream)
+            if m[1] is None:
+                fallback = service
+            else:
+                assert handled.setdefault(m[1], (service, strip)) == (service, strip)
+    assert fallback, "the Caddyfile has no catch-all handle"
+    routes = [ParsedRoute(n, frozenset(matchers[n]), *handled[n]) for n in handled]
+    return routes, fallback
+
+
+TRAEFIK_MATCHER = re.compile(r"(PathPrefix|PathRegexp|Path)\(`([^`]*)`\)")
+TRAEFIK_KIND = {"Path": "path", "PathPrefix": "prefix", "PathRegexp": "regex"}
+
+
+def parse_traefik_rule(rule: str) -> frozenset[tuple[str, str]]:
+    parts = rule.split(" || ")
+    parsed = []
+    for part in parts:
+        m = TRAEFIK_MATCHER.fullmatch(part)
+        assert m, f"unexpected matcher {part!r} in rule {rule!r}"
+        parsed.append((TRAEFIK_KIND[m[1]], m[2]))
+    return frozenset(parsed)
+
+
+def _service_by_container_url(url: str) -> str:
+    matches = [s for s in TABLE.services if TABLE.container_upstream(s) == url]
+    assert len(matches) == 1, f"server {url} is no single service of the table"
+    return matches[0]
+
+
+def traefik_routers_by_priority(dynamic: dict) -> list[tuple[str, dict]]:
+    """Routers in the order Traefik tries them: highest priority first."""
+    routers = dynamic["http"]["routers"]
+    return sorted(routers.items(), key=lambda item: -item[1]["priority"])
+
+
+def parse_traefik_dynamic(dynamic: dict) -> tuple[list[ParsedRoute], str]:
+    http = dynamic["http"]
+    routes, fallback = [], None
+    for name, router in traefik_routers_by_priority(dynamic):
+        servers = http["services"][router["service"]]["loadBalancer"]["servers"]
+        assert len(servers) == 1
+        service = _service_by_container_url(servers[0]["url"])
+        strips = [
+            prefix
+            for mw in router.get("middlewares", [])
+            for prefix in http["middlewares"][mw]["stripPrefix"]["prefixes"]
+        ]
+        assert len(strips) <= 1, f"router {name} strips more than one prefix"
+        matchers = parse_traefik_rule(router["rule"])
+        if matchers == {("prefix", "/")}:
+            fallback = service
+            continue
+        routes.append(ParsedRoute(name, matchers, service, strips[0] if strips else None))
+    assert fallback, "the Traefik config has no catch-all router"
+    return routes, fallback
+
+
+def committed_dynamic() -> dict:
+    return yaml.safe_load(TRAEFIK_ROUTES_FILE.read_text())
+
+
+# --- the committed file is current (the Caddyfile's twin test is in the Caddy test) -------
+
+
+def test_committed_traefik_routes_are_generated_from_current_route_table():
+    assert TRAEFIK_ROUTES_FILE.read_text() == render_traefik_dynamic(TABLE), (
+        "gateway/traefik/dynamic/routes.yml is stale: run `python -m gateway.generate write`"
+    )
+
+
+def test_generate_cli_prints_the_traefik_config(capsys):
+    assert main(["traefik"]) == 0
+    assert capsys.readouterr().out == render_traefik_dynamic(TABLE)
+
+
+# --- same routing -------------------------------------------------------------------------
+
+
+def test_traefik_routes_equal_caddy_routes():
+    caddy_routes, caddy_fallback = parse_caddyfile(CADDYFILE.read_text())
+    traefik_routes, traefik_fallback = parse_traefik_dynamic(committed_dynamic())
+    assert traefik_routes == caddy_routes
+    assert traefik_fallback == caddy_fallback == TABLE.fallback
+
+
+def test_parsed_routes_cover_the_whole_route_table():
+    traefik_routes, _ = parse_traefik_dynamic(committed_dynamic())
+    assert [r.name for r in traefik_routes] == [r.name for r in TABLE.routes]
+    for parsed, route in zip(traefik_routes, TABLE.routes, strict=True):
+        expected = {("path", p) for p in route.exact_paths}
+        expected |= {("prefix", p) for p in route.prefixes}
+        expected |= {("regex", route.regex)} if route.regex else set()
+        assert parsed.matchers == expected
+        assert (parsed.service, parsed.strip) == (route.service, route.strip_prefix)
+
+
+def test_router_priorities_keep_the_tables_first_match_order():
+    routers = committed_dynamic()["http"]["routers"]
+    priorities = [routers[r.name]["priority"] for r in TABLE.routes]
+    assert priorities == sorted(priorities, reverse=True)
+    assert len(set(priorities)) == len(priorities), "equal priorities leave the order to Traefik"
+    fallback = [r for r in routers.values() if r["rule"] == "PathPrefix(`/`)"]
+    assert len(fallback) == 1
+    assert fallback[0]["service"] == TABLE.fallback
+    assert fallback[0]["priority"] < min(priorities)
+    assert all(r["priority"] >= 1 for r in routers.values()), "priority 0 means rule length"
+    assert {ep for r in routers.values() for ep in r["entryPoints"]} == {"web"}
+
+
+def route_like_traefik(dynamic: dict, path: str) -> tuple[str, str]:
+    """(service, path forwarded): the first router by priority whose rule matches wins."""
+    http = dynamic["http"]
+    for _, router in traefik_routers_by_priority(dynamic):
+        matched = False
+        for kind, value in parse_traefik_rule(router["rule"]):
+            if kind == "path":
+                matched |= path == value
+            elif kind == "prefix":
+                matched |= path.startswith(value)
+            else:  # Go's regexp.MatchString: unanchored search
+                matched |= re.search(value, path) is not None
+        if not matched:
+            continue
+        for mw in router.get("middlewares", []):
+            for prefix in http["middlewares"][mw]["stripPrefix"]["prefixes"]:
+                if path.startswith(prefix):
+                    path = path[len(prefix) :] or "/"
+        return router["service"], path
+    raise AssertionError(f"no router matches {path}")
+
+
+@pytest.mark.parametrize(
+    ("path", "service", "forwarded"),
+    [
+        ("/api/login/", "auth", "/api/login/"),
+        ("/api/login", "auth", "/api/login"),
+        ("/api/token/refresh/", "auth", "/api/token/refresh/"),
+        ("/api/activate/MQ/abc-123/", "auth", "/api/activate/MQ/abc-123/"),
+        ("/api/password_confirm/MQ/abc-123/", "auth", "/api/password_confirm/MQ/abc-123/"),
+        ("/.well-known/jwks.json", "auth", "/.well-known/jwks.json"),
+        ("/api/video/", "catalog", "/api/video/"),
+        ("/api/video", "catalog", "/api/video"),
+        ("/api/video/7/480p/index.m3u8", "streaming", "/api/video/7/480p/index.m3u8"),
+        ("/api/video/7/720p/seg_00003.ts/", "streaming", "/api/video/7/720p/seg_00003.ts/"),
+        ("/api/video/7/master.m3u8", "streaming", "/api/video/7/master.m3u8"),
+        ("/api/video/7/thumbnail.jpg", "streaming", "/api/video/7/thumbnail.jpg"),
+        ("/api/admin/videos/", "catalog", "/api/admin/videos/"),
+        ("/admin/", "catalog", "/admin/"),
+        ("/svc/auth/healthz", "auth", "/healthz"),
+        ("/svc/catalog/readyz", "catalog", "/readyz"),
+        ("/svc/streaming/healthz", "streaming", "/healthz"),
+        # unmatched: the fallback service answers its JSON 404
+        ("/api/video/7/", "catalog", "/api/video/7/"),
+        ("/api/registerme/", "catalog", "/api/registerme/"),
+        ("/no/such/path", "catalog", "/no/such/path"),
+        ("/", "catalog", "/"),
+    ],
+)
+def test_traefik_sends_each_path_where_the_route_table_says(path, service, forwarded):
+    assert route_like_traefik(committed_dynamic(), path) == (service, forwarded)
+
+
+def test_generated_traefik_config_has_no_template_actions():
+    # Traefik renders every dynamic file as a Go template first: "{{" would be executed.
+    assert "{{" not in TRAEFIK_ROUTES_FILE.read_text()
+
+
+# --- static config and dashboard ----------------------------------------------------------
+
+
+def test_static_config_reads_the_dynamic_directory_and_serves_web_on_8000():
+    static = yaml.safe_load(STATIC_CONFIG.read_text())
+    assert static["entryPoints"]["web"]["address"] == ":8000"
+    assert static["providers"]["file"]["directory"] == "/etc/traefik/dynamic"
+    assert TRAEFIK_ROUTES_FILE.parent == TRAEFIK_DIR / "dynamic"
+    assert static["ping"]["entryPoint"] == "ping"  # used by the container healthcheck
+    assert static["api"].get("insecure") is not True, "insecure would publish the dashboard"
+    assert static["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
+
+
+def render_dashboard_template(text: str, env: dict[str, str]) -> dict | None:
+    """Evaluate the one Go template construct the dashboard file uses, as Traefik would."""
+    block = re.compile(
+        r'\{\{ if eq \(env "(?P<var>\w+)"\) "(?P<want>[^"]*)" \}\}(?P<body>.*?)\{\{ end \}\}',
+        re.DOTALL,
+    )
+    rendered = block.sub(
+        lambda m: m["body"] if env.get(m["var"], "") == m["want"] else "", text, count=1
+    )
+    assert "{{" not in rendered, "the dashboard file uses template actions this test cannot read"
+    return yaml.safe_load(rendered)
+
+
+@pytest.mark.parametrize("value", [None, "", "false", "1", "TRUE"])
+def test_dashboard_router_is_absent_unless_enabled(value):
+    env = {} if value is None else {"GATEWAY_DASHBOARD": value}
+    rendered = render_dashboard_template(DASHBOARD_CONFIG.read_text(), env)
+    assert not rendered or not rendered.get("http", {}).get("routers")
+
+
+def test_dashboard_router_serves_the_api_on_its_own_entry_point_when_enabled():
+    rendered = render_dashboard_template(
+        DASHBOARD_CONFIG.read_text(), {"GATEWAY_DASHBOARD": "true"}
+    )
+    router = rendered["http"]["routers"]["dashboard"]
+    assert router["service"] == "api@internal"
+    assert router["entryPoints"] == ["dashboard"]
+    static = yaml.safe_load(STATIC_CONFIG.read_text())
+    assert static["api"]["dashboard"] is True
+    assert static["entryPoints"]["dashboard"]["address"] == ":8080"
+
+
+# --- JSON schemas -------------------------------------------------------------------------
+
+
+def check_jsonschema(schema: str, *files: Path) -> None:
+    if not (SCHEMAS / schema).exists():
+        pytest.skip(
+            f"{SCHEMAS / schema} is absent: the Traefik JSON schemas live in ../shared/schemas"
+        )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--schemafile",
+            str(SCHEMAS / schema),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_static_config_validates_against_traefik_v3_schema():
+    check_jsonschema("traefik-v3.json", STATIC_CONFIG)
+
+
+def test_dynamic_configs_validate_against_traefik_v3_file_provider_schema():
+    check_jsonschema(
+        "traefik-v3-file-provider.json", *sorted((TRAEFIK_DIR / "dynamic").glob("*.yml"))
+    )
