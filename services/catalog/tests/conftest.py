@@ -44,6 +44,21 @@ def catalog_env(common_env: dict[str, str], make_database: Callable[[str], str])
     }
 
 
+@pytest.fixture(scope="session")
+def fresh_catalog_env(
+    catalog_env: dict[str, str], make_database: Callable[[str], str]
+) -> Callable[..., dict[str, str]]:
+    """Factory: the environment of a second catalog on its own migrated database (for
+    tests whose background tasks must not touch the shared one's rows)."""
+
+    def factory(name: str, **overrides: str) -> dict[str, str]:
+        url = make_database(name)
+        run_migrations(url, MIGRATIONS)
+        return {**catalog_env, "CATALOG_DATABASE_URL": url, **overrides}
+
+    return factory
+
+
 def make_settings(env: dict[str, str], **overrides: str) -> CatalogSettings:
     return CatalogSettings(**{**env, **overrides})
 

@@ -1,0 +1,95 @@
+"""Catalog keeps working while NATS is away, and nothing is lost: uploads are accepted, the
+upload event waits in the outbox and goes out once NATS is back."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from sqlalchemy import select
+
+from videoflix_catalog.app import create_app
+from videoflix_shared.bus import EventBus
+from videoflix_shared.events import VideoUploaded, parse_event
+from videoflix_shared.outbox import OutboxMessage
+from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+
+from .conftest import asgi_client, make_settings
+
+
+async def test_service_serves_while_nats_is_down_and_delivers_the_event_later(
+    catalog, fresh_catalog_env, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = fresh_catalog_env("catalog_no_nats", NATS_URL=f"nats://127.0.0.1:{port}")
+    settings = make_settings(env)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        asgi_client(
+            app, cookies=catalog.admin.cookies, headers={"X-CSRFToken": "test-csrf-token"}
+        ) as admin,
+    ):
+        assert (await admin.get("/healthz")).status_code == 200
+        ready = await admin.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["nats"].startswith("failing")
+        assert ready.json()["checks"]["database"] == "ok"
+
+        response = await admin.post(
+            "/api/admin/videos/upload/",
+            data={"title": "Uploaded during an outage", "category": "Drama"},
+            files={"file": ("clip.mp4", catalog.clip.read_bytes(), "video/mp4")},
+        )
+        assert response.status_code == 202, response.text
+        video_id = response.json()["id"]
+        assert (await admin.get("/api/video/")).status_code == 200
+
+        async def pending() -> list[OutboxMessage]:
+            async with app.state.session_factory() as session:
+                return list(await session.scalars(select(OutboxMessage)))
+
+        rows = await pending()
+        assert len(rows) == 1 and rows[0].published_at is None
+
+        # NATS comes back (a private server on the port the service was told about).
+        nats_server = subprocess.Popen(
+            [
+                shutil.which("nats-server") or "nats-server",
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-sd",
+                str(tmp_path / "jetstream"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+
+            async def published() -> bool:
+                return all(r.published_at is not None for r in await pending())
+
+            await wait_until_async(published, timeout=30, what="outbox relayed")
+            assert (await admin.get("/readyz")).status_code == 200
+
+            bus = EventBus(
+                url=f"nats://127.0.0.1:{port}",
+                subject_prefix=settings.nats_subject_prefix,
+                stream_prefix=settings.nats_stream_prefix,
+            )
+            await bus.connect(wait=False)
+            try:
+                message = await bus.js.get_last_msg(
+                    bus.stream("CATALOG"), bus.subject(VideoUploaded.subject)
+                )
+            finally:
+                await bus.close()
+            event = parse_event(VideoUploaded.subject, message.data)
+            assert event.video_id == video_id and event.generation == 1
+        finally:
+            nats_server.terminate()
+            wait_until(lambda: nats_server.poll() is not None, timeout=10, what="nats exit")
