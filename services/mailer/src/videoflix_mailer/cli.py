@@ -16,16 +16,15 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from videoflix_mailer.app import run_consumer, run_sink
-from videoflix_mailer.dead_letters import DeadLetterStore
-from videoflix_mailer.mailbox import Mailbox
-from videoflix_mailer.service import replay_dead_letter
 from videoflix_mailer.settings import MailerSettings
-from videoflix_shared.app import run_worker
-from videoflix_shared.bus import EventBus
-from videoflix_shared.redis import create_redis
+
+if TYPE_CHECKING:
+    from videoflix_mailer.dead_letters import DeadLetterStore
+
+# The commands import what they use inside their functions: reading the mailbox or the
+# dead letters should not pay for loading the web and SMTP server stack first.
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _mail(args: argparse.Namespace, settings: MailerSettings) -> int:
+    from videoflix_mailer.mailbox import Mailbox
+
     mailbox = Mailbox(settings.mail_sink_dir)
     if args.mail_command == "list":
         for m in mailbox.list(to=args.to, limit=args.limit):
@@ -76,6 +77,9 @@ def _mail(args: argparse.Namespace, settings: MailerSettings) -> int:
 
 
 async def _dead_letters(args: argparse.Namespace, settings: MailerSettings) -> int:
+    from videoflix_mailer.dead_letters import DeadLetterStore
+    from videoflix_shared.redis import create_redis
+
     redis = create_redis(settings)
     store = DeadLetterStore(redis, settings)
     try:
@@ -111,6 +115,9 @@ async def _dead_letters(args: argparse.Namespace, settings: MailerSettings) -> i
 
 
 async def _replay(ids: list[str], store: DeadLetterStore, settings: MailerSettings) -> int:
+    from videoflix_mailer.service import replay_dead_letter
+    from videoflix_shared.bus import EventBus
+
     bus = EventBus.from_settings(settings)
     await bus.connect(wait=False)
     failed = 0
@@ -131,12 +138,12 @@ async def _replay(ids: list[str], store: DeadLetterStore, settings: MailerSettin
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = MailerSettings()
-    workers: dict[str, Callable[..., Awaitable[None]]] = {
-        "consume": run_consumer,
-        "sink": run_sink,
-    }
-    if args.command in workers:
-        run_worker(service=f"mailer-{args.command}", settings=settings, work=workers[args.command])
+    if args.command in ("consume", "sink"):
+        from videoflix_mailer.app import run_consumer, run_sink
+        from videoflix_shared.app import run_worker
+
+        work = run_consumer if args.command == "consume" else run_sink
+        run_worker(service=f"mailer-{args.command}", settings=settings, work=work)
         return
     if args.command == "mail":
         raise SystemExit(_mail(args, settings))
