@@ -8,6 +8,8 @@ each service needs it, and every variable compose interpolates is documented.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dotenv import dotenv_values
+from pydantic_settings import BaseSettings
 
 from gateway.generate import load_routes
 
@@ -210,3 +213,41 @@ def test_compose_variables_are_documented_with_the_same_defaults():
     for var, default in used:
         assert var in documented, f"{var} is used by docker-compose.yml but not in .env.example"
         assert default == documented[var], f"{var}: compose default differs from .env.example"
+
+
+def interpolate(value: str, dotenv: dict[str, str | None]) -> str:
+    """Compose's `${VAR:-default}` with `.env` being a copy of .env.example."""
+    return re.sub(
+        r"\$\{(\w+)(?::-([^}]*))?\}",
+        lambda m: dotenv.get(m[1]) or m[2] or "",
+        value,
+    )
+
+
+def settings_class(target: str) -> type[BaseSettings]:
+    module = importlib.import_module(f"videoflix_{target}.settings")
+    classes = [
+        c
+        for c in vars(module).values()
+        if inspect.isclass(c) and issubclass(c, BaseSettings) and c.__module__ == module.__name__
+    ]
+    assert len(classes) == 1, f"videoflix_{target}.settings defines {classes}"
+    return classes[0]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if "build" in s))
+def test_each_containers_configuration_is_valid_for_its_service(name):
+    """.env (a copy of .env.example) then compose's environment, read by the service's
+    own settings class: every value parses, and the compose network's addresses win."""
+    service = SERVICES[name]
+    dotenv = dotenv_values(ENV_EXAMPLE)
+    env = {k: v for k, v in dotenv.items() if v is not None}
+    env |= {k: interpolate(v, dotenv) for k, v in environment(service).items()}
+    settings = settings_class(service["build"]["target"])(**env)
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8000)
+    assert settings.media_root == Path("/media")
+    assert settings.forwarded_allow_ips == "*"
+    database_url = getattr(settings, "database_url", None)
+    if database_url is not None:
+        assert "@postgres:5432/" in database_url
+        assert ":videoflix@" in database_url  # POSTGRES_PASSWORD of .env.example
