@@ -187,9 +187,9 @@ def start_app(
 
     @contextlib.asynccontextmanager
     async def factory(client_ip: str = "127.0.0.1", **overrides: Any):
-        async with running(create_app(make_settings(**overrides))) as app:
-            async with client_for(app, client_ip) as client:
-                yield app, AuthApi(client, db)
+        app = create_app(make_settings(**overrides))
+        async with running(app), client_for(app, client_ip) as client:
+            yield app, AuthApi(client, db)
 
     return factory
 

@@ -44,6 +44,7 @@ from videoflix_shared.outbox import add_event
 logger = logging.getLogger(__name__)
 
 MAX_EMAIL_LENGTH = 254
+MAX_LOCAL_PART_LENGTH = 64
 INVALID_EMAIL = "Enter a valid email address."
 PASSWORDS_DIFFER = "Passwords do not match."
 
@@ -99,7 +100,10 @@ def normalize_email(raw: str) -> str | None:
     except (EmailNotValidError, UnicodeError, ValueError):
         return None
     email = (validated.ascii_email or validated.normalized).lower()
-    return email if len(email) <= MAX_EMAIL_LENGTH else None
+    local_part = email.rpartition("@")[0]
+    if len(local_part) > MAX_LOCAL_PART_LENGTH or len(email) > MAX_EMAIL_LENGTH:
+        return None  # RFC 5321 limits
+    return email
 
 
 class AuthService:
