@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import subprocess
 import time
 import uuid
 
@@ -15,7 +16,7 @@ from videoflix_mailer.dead_letters import DeadLetterStore
 from videoflix_mailer.ledger import DeliveryLedger
 from videoflix_mailer.service import replay_dead_letter
 from videoflix_shared.redis import create_redis
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_shared.testing.plugin import free_port, wait_until_async
 
 from .conftest import (
     RefusingHandler,
@@ -200,3 +201,52 @@ async def test_smtp_down_for_30_seconds_then_up_delivers_exactly_once(
     assert len(mailbox.list()) == 1
     assert message.links == [event.activation_url]
     print(f"SMTP down 30 s: delivered {arrived_after:.1f}s after publishing")
+
+
+async def test_redis_down_means_no_email_until_the_ledger_answers(
+    bus, smtp, mailbox, start_mailer, settings, tmp_path
+):
+    """Without the ledger the mailer cannot know whether an event was sent: it sends
+    nothing and retries; once Redis answers, the email goes out once. (A private
+    redis-server on a free port plays the Redis that is down, then up.)"""
+    redis_port = free_port()
+    settings.redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    await smtp.start()
+    start_mailer()
+    event = user_registered("ledger-down@example.com")
+    await bus.publish(event)
+
+    await wait_until_async(
+        lambda: _redelivered(bus), timeout=15, what="a retry while Redis is down"
+    )
+    assert mailbox.list() == []
+
+    redis_server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        [message] = await wait_for_messages(mailbox, "ledger-down@example.com", timeout=20)
+        await wait_until_consumer_idle(bus)
+        assert len(mailbox.list()) == 1
+        assert message.links == [event.activation_url]
+    finally:
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
+
+
+async def _redelivered(bus) -> bool:
+    info = await bus.js.consumer_info(bus.stream("AUTH"), "mailer")
+    return info.num_redelivered >= 1
