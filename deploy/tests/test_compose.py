@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,14 @@ def test_dependencies_wait_for_health_or_completion():
             else:
                 assert condition == HEALTHY, f"{name} -> {dep}"
                 assert has_healthcheck(SERVICES[dep]), f"{name} waits on {dep}'s missing check"
+
+
+def test_dependencies_have_a_start_order():
+    graph = {name: set(depends_on(service)) for name, service in SERVICES.items()}
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as exc:
+        pytest.fail(f"depends_on cycle: {exc.args[1]}")
 
 
 def test_gateway_starts_after_every_service_it_routes_to():
