@@ -24,6 +24,8 @@ ROUTES_FILE = Path(__file__).with_name("routes.toml")
 CADDYFILE = Path(__file__).with_name("Caddyfile")
 TRAEFIK_ROUTES_FILE = Path(__file__).parent / "traefik" / "dynamic" / "routes.yml"
 TRAEFIK_ENTRYPOINT = "web"  # defined in gateway/traefik/traefik.yml
+FALLBACK_ROUTER = "fallback"  # Traefik's catch-all router (Caddy's bare `handle`)
+FALLBACK_PRIORITY = 1  # the lowest: 0 would mean "use the rule's length"
 
 
 @dataclass(frozen=True)
@@ -151,10 +153,6 @@ def traefik_priorities(table: RouteTable) -> dict[str, int]:
     return {r.name: 10 * (count - i) for i, r in enumerate(table.routes)}
 
 
-FALLBACK_ROUTER = "fallback"
-FALLBACK_PRIORITY = 1
-
-
 def render_traefik_dynamic(table: RouteTable) -> str:
     if any(r.name == FALLBACK_ROUTER for r in table.routes):
         raise ValueError(f"the route name {FALLBACK_ROUTER!r} is reserved for the catch-all router")
@@ -204,7 +202,10 @@ def render_traefik_dynamic(table: RouteTable) -> str:
     if middlewares:
         out += ["  middlewares:", *middlewares]
     out += [*services, ""]
-    return "\n".join(out)
+    text = "\n".join(out)
+    if "{{" in text:  # Traefik runs every dynamic file through Go templating first
+        raise ValueError("a route contains '{{', which Traefik would read as a template action")
+    return text
 
 
 def write_generated_files(table: RouteTable) -> list[Path]:
