@@ -90,6 +90,8 @@ async def test_malformed_event_is_dead_lettered_and_next_good_event_is_delivered
         b'{"event_id": "%s", "user_id": 1, "email": "not-an-address"}' % uuid.uuid4().hex.encode(),
         msg_id=uuid.uuid4().hex,
     )
+    # Not a mail event: acknowledged and ignored, neither sent nor a dead letter.
+    await bus.publish_raw("auth.user.activated", b'{"user_id": 1}', msg_id=uuid.uuid4().hex)
     good = user_registered("after-malformed@example.com")
     await bus.publish(good)
 
@@ -250,3 +252,24 @@ async def test_redis_down_means_no_email_until_the_ledger_answers(
 async def _redelivered(bus) -> bool:
     info = await bus.js.consumer_info(bus.stream("AUTH"), "mailer")
     return info.num_redelivered >= 1
+
+
+async def test_email_still_failing_after_the_give_up_window_becomes_a_dead_letter(
+    bus, mailbox, start_mailer, settings
+):
+    settings.retry_give_up_seconds = 2
+    start_mailer()  # nothing listens on SMTP_PORT
+    event = user_registered("unreachable@example.com")
+    await bus.publish(event)
+
+    redis = create_redis(settings)
+    store = DeadLetterStore(redis, settings)
+    try:
+        [letter] = await wait_until_async(store.list, timeout=20, what="a dead letter")
+        await wait_until_consumer_idle(bus)  # terminated, no longer redelivered
+    finally:
+        await redis.aclose()
+    assert letter.kind == "expired"
+    assert letter.event_id == str(event.event_id)
+    assert letter.deliveries >= 2
+    assert "still failing after 2s" in letter.reason

@@ -94,6 +94,7 @@ async def run_sink(app: FastAPI, stop: asyncio.Event) -> None:
     settings: MailerSettings = app.state.settings
     mailbox = Mailbox(settings.mail_sink_dir)
     mailbox.ensure()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
     app.state.mailbox = mailbox
     # Routes are looked up per request, so adding them to the health app here is enough.
     app.include_router(sink_router)

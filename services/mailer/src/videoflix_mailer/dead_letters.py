@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from redis.asyncio import Redis
 
 from videoflix_shared.redis import key
 from videoflix_shared.settings import CommonSettings
-
-KINDS = ("malformed", "rejected", "expired")
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,3 @@ class DeadLetterStore:
 
     async def count(self) -> int:
         return int(await self.redis.zcard(self.index_key))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
