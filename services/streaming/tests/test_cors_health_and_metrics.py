@@ -6,6 +6,12 @@ from __future__ import annotations
 import re
 import uuid
 
+import httpx
+
+from videoflix_shared.testing.plugin import ServerThread
+from videoflix_streaming.app import create_app
+from videoflix_streaming.settings import StreamingSettings
+
 FRONTEND = "http://127.0.0.1:5500"
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 
@@ -87,3 +93,11 @@ def test_metrics_count_hls_requests_by_route(client, auth):
         r'service="streaming",status="200"\} [1-9]',
         metrics,
     ), metrics[:2000]
+
+
+def test_fresh_install_without_media_yet_is_ready(streaming_env, tmp_path):
+    media_root = tmp_path / "media-not-created-yet"
+    settings = StreamingSettings(**{**streaming_env, "MEDIA_ROOT": str(media_root)})
+    with ServerThread(create_app(settings)) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/readyz").status_code == 200
+        assert (media_root / "hls").is_dir()

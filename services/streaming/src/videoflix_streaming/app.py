@@ -33,6 +33,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     library: MediaLibrary = app.state.media_library
     register_readiness_check(app, "jwks", key_source.check)
     register_readiness_check(app, "media", library.check)
+    await library.prepare()
     # Fetch the keys before the first request if auth is up; if it is not (yet), the first
     # token with an unknown kid fetches them, so starting never depends on auth.
     try:

@@ -15,6 +15,7 @@ re-transcode writes new segments under the same names, so the URI must change wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import os
@@ -101,6 +102,16 @@ class MediaLibrary:
                 self._cache.pop(next(iter(self._cache)))  # oldest insertion first
             self._cache[(video_id, asset)] = (time.monotonic() + self.cache_seconds, found)
         return found
+
+    async def prepare(self) -> None:
+        """Create the HLS root if it is missing and we may (a fresh install has no video yet);
+        on a read-only media volume this is the transcoder's job, so failure is fine."""
+
+        def make_root() -> None:
+            with contextlib.suppress(OSError):
+                self.hls_root.mkdir(parents=True, exist_ok=True)
+
+        await asyncio.to_thread(make_root)
 
     async def check(self) -> None:
         """Readiness: the media root is a readable directory."""
