@@ -50,6 +50,7 @@ MAX_VMAF_LOSS = 1.0
 @dataclass
 class Run:
     wall_seconds: float
+    cpu_seconds: float  # user + system of every ffmpeg: steadier than wall time on a busy box
     peak_rss_mib: float
     output_dir: Path
     score: float | None = None
@@ -168,25 +169,34 @@ def measure_baseline(source: Path, work_dir: Path, preset: str, reuse: bool, sco
     cache = out / "result.json"
     if reuse and cache.exists():
         cached = json.loads(cache.read_text())
-        return Run(cached["wall_seconds"], cached["peak_rss_mib"], out, cached["score"])
+        return Run(
+            cached["wall_seconds"],
+            cached["cpu_seconds"],
+            cached["peak_rss_mib"],
+            out,
+            cached["score"],
+        )
     shutil.rmtree(out, ignore_errors=True)
     commands = baseline_commands(source, out, preset)
     started = time.perf_counter()
-    peak_kib = 0
+    peak_kib, cpu = 0, 0.0
     for command in commands:
-        peak_kib = max(peak_kib, run_measured(command))
-    run = Run(time.perf_counter() - started, peak_kib / 1024, out)
+        command_peak_kib, command_cpu = run_measured(command)
+        peak_kib, cpu = max(peak_kib, command_peak_kib), cpu + command_cpu
+    run = Run(time.perf_counter() - started, cpu, peak_kib / 1024, out)
     run.score = scorer.score(out / "720p" / "index.m3u8", source)
-    cache.write_text(
-        json.dumps(
-            {"wall_seconds": run.wall_seconds, "peak_rss_mib": run.peak_rss_mib, "score": run.score}
-        )
-    )
+    record = {
+        "wall_seconds": run.wall_seconds,
+        "cpu_seconds": run.cpu_seconds,
+        "peak_rss_mib": run.peak_rss_mib,
+        "score": run.score,
+    }
+    cache.write_text(json.dumps(record))
     return run
 
 
-def run_measured(command: list[str]) -> int:
-    """Run a command to completion; returns its peak resident memory in KiB."""
+def run_measured(command: list[str]) -> tuple[int, float]:
+    """Run a command to completion; returns its peak resident memory (KiB) and CPU seconds."""
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)
@@ -196,7 +206,7 @@ def run_measured(command: list[str]) -> int:
             raise RuntimeError(
                 f"{command[0]} failed: {stderr.read().decode(errors='replace')[-2000:]}"
             )
-    return usage.ru_maxrss
+    return usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 # -- (b) the transcoder's ladder -------------------------------------------------------------
@@ -214,7 +224,7 @@ def measure_ladder(source: Path, work_dir: Path) -> Run:
         text=True,
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    return Run(report["wall_seconds"], report["peak_rss_mib"], out)
+    return Run(report["wall_seconds"], report["cpu_seconds"], report["peak_rss_mib"], out)
 
 
 def run_ladder_here(source: Path, out: Path) -> None:
@@ -225,8 +235,16 @@ def run_ladder_here(source: Path, out: Path) -> None:
     started = time.perf_counter()
     asyncio.run(encode_video(source=source, output_dir=out, generation=1, settings=settings))
     wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"wall_seconds": wall, "peak_rss_mib": peak_kib / 1024}))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        json.dumps(
+            {
+                "wall_seconds": wall,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "peak_rss_mib": usage.ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def ladder_settings_summary() -> str:
@@ -288,14 +306,15 @@ class Scorer:
 
 
 def print_table(rows: list[tuple[str, int, Run, Run]], metric: str) -> None:
-    print(f"\n| clip | variant | wall s | RTF (wall/duration) | peak MiB | {metric} 720p |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(f"\n| clip | variant | wall s | RTF (wall/duration) | CPU s | peak MiB | {metric} 720p |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     summary = []
     for kind, seconds, baseline, ladder in rows:
         for name, run in (("(a) 3 runs + thumbnail", baseline), ("(b) one-pass ladder", ladder)):
             print(
                 f"| {kind} {seconds}s | {name} | {run.wall_seconds:.1f} | "
-                f"{run.wall_seconds / seconds:.2f} | {run.peak_rss_mib:.0f} | {run.score:.2f} |"
+                f"{run.wall_seconds / seconds:.2f} | {run.cpu_seconds:.1f} | "
+                f"{run.peak_rss_mib:.0f} | {run.score:.2f} |"
             )
         speedup = baseline.wall_seconds / ladder.wall_seconds
         loss = (baseline.score or 0) - (ladder.score or 0)
@@ -303,9 +322,14 @@ def print_table(rows: list[tuple[str, int, Run, Run]], metric: str) -> None:
             met = speedup >= TARGET_SPEEDUP and loss <= MAX_VMAF_LOSS
         else:
             met = speedup >= TARGET_SPEEDUP
-        summary.append(f"| {kind} | {speedup:.2f}x | {-loss:+.2f} | {'yes' if met else 'NO'} |")
-    print(f"\n| clip | speed-up (a)/(b) | {metric} (b)-(a) | target met (>= 2x, >= -1 VMAF) |")
-    print("|---|---:|---:|---|")
+        cpu_ratio = baseline.cpu_seconds / ladder.cpu_seconds
+        verdict = "yes" if met else "NO"
+        summary.append(f"| {kind} | {speedup:.2f}x | {cpu_ratio:.2f}x | {-loss:+.2f} | {verdict} |")
+    print(
+        f"\n| clip | speed-up (a)/(b) wall | CPU (a)/(b) | {metric} (b)-(a) "
+        "| target met (>= 2x wall, >= -1 VMAF) |"
+    )
+    print("|---|---:|---:|---:|---|")
     print("\n".join(summary))
 
 

@@ -79,7 +79,12 @@ def test_probe_applies_rotation_and_pixel_aspect_and_ignores_cover_art() -> None
     report = {
         "format": {"duration": "12.5"},
         "streams": [
-            {"codec_type": "video", "width": 600, "height": 600, "disposition": {"attached_pic": 1}},
+            {
+                "codec_type": "video",
+                "width": 600,
+                "height": 600,
+                "disposition": {"attached_pic": 1},
+            },
             {
                 "codec_type": "video",
                 "width": 720,
@@ -131,7 +136,9 @@ def test_master_bandwidth_is_raised_to_the_measured_peak_but_never_lowered(tmp_p
     for name, size in (("480p", 3_000_000), ("720p", 10)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "seg_00000.ts").write_bytes(b"x" * size)
-        (tmp_path / name / "index.m3u8").write_text("#EXTM3U\n#EXTINF:10.0,\nseg_00000.ts\n#EXT-X-ENDLIST\n")
+        (tmp_path / name / "index.m3u8").write_text(
+            "#EXTM3U\n#EXTINF:10.0,\nseg_00000.ts\n#EXT-X-ENDLIST\n"
+        )
     (tmp_path / "master.m3u8").write_text(
         "#EXTM3U\n#EXT-X-VERSION:3\n"
         '#EXT-X-STREAM-INF:BANDWIDTH=1790800,RESOLUTION=854x480,CODECS="avc1.64001f,mp4a.40.2"\n480p/index.m3u8\n\n'

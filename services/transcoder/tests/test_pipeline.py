@@ -140,8 +140,10 @@ async def test_odd_uploads_become_playable_hls(
         plain = make_clip("landscape.mp4", size="640x360")
         clip = plain.with_name("rotated.mp4")
         subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-y", "-i", str(plain), "-c", "copy"]
-            + ["-metadata:s:v:0", "rotate=90", str(clip)],
+            [
+                *("ffmpeg", "-loglevel", "error", "-y", "-i", str(plain), "-c", "copy"),
+                *("-metadata:s:v:0", "rotate=90", str(clip)),
+            ],
             check=True,
         )
     else:

@@ -16,7 +16,9 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from videoflix_shared.bus import EventBus
 from videoflix_transcoder.errors import TranscodeError, invalid_source
@@ -120,12 +122,14 @@ async def transcode_video(
         source = resolve_source(media_root, source_path)
         result = await _encode_unless_deleted(
             marks,
-            video_id=video_id,
-            source=source,
-            work_dir=work_dir,
-            generation=generation,
-            settings=settings,
-            on_progress=reporter,
+            video_id,
+            encode_video(
+                source=source,
+                output_dir=work_dir,
+                generation=generation,
+                settings=settings,
+                on_progress=reporter,
+            ),
         )
         await reporter.close()
         if result is None:
@@ -139,6 +143,8 @@ async def transcode_video(
             shutil.rmtree(final_dir, ignore_errors=True)
             return "skipped: the video was deleted"
     except TranscodeError as exc:
+        if await marks.is_deleted(video_id):  # its files vanished under ffmpeg: not a failure
+            return "skipped: the video was deleted during the encode"
         if exc.permanent or attempt >= settings.max_attempts:
             reason = (
                 exc.reason if exc.permanent else f"{exc.reason} (gave up after {attempt} attempts)"
@@ -235,9 +241,9 @@ async def _reason_to_skip(
 
 
 async def _encode_unless_deleted(
-    marks: VideoMarks, *, video_id: int, **encode_kwargs
+    marks: VideoMarks, video_id: int, encoding: Coroutine[Any, Any, EncodeResult]
 ) -> EncodeResult | None:
-    encode = asyncio.create_task(encode_video(**encode_kwargs))
+    encode = asyncio.create_task(encoding)
     try:
         while True:
             done, _ = await asyncio.wait({encode}, timeout=DELETION_POLL_SECONDS)
