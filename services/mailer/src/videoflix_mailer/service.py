@@ -156,7 +156,10 @@ class Mailer:
             )
 
         if keep_alive is not None:
-            await keep_alive()
+            try:
+                await keep_alive()
+            except Exception as exc:  # NATS away: send anyway, the ledger covers a redelivery
+                logger.warning("could not extend the ack deadline of %s: %s", event_id, exc)
         try:
             await self.sender.send(message)
         except DeliveryError as exc:

@@ -69,7 +69,7 @@ class SmtpSender:
         """Hand the message to the SMTP server; raises DeliveryError when it is not accepted."""
         try:
             await aiosmtplib.send(message, **self._connection_options())
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        except Exception as exc:  # beyond SMTP/OS errors, anything unforeseen is transient too
             raise classify(exc) from exc
 
     async def check(self) -> None:
