@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from videoflix_shared.app import CORS_EXPOSED_HEADERS
 from videoflix_shared.middleware import LATENCY, REQUESTS
 from videoflix_shared.security import InvalidToken, TokenVerifier, bearer_token
-from videoflix_streaming.service import AssetKind, MediaFile, MediaLibrary
+from videoflix_streaming.service import AssetKind, MediaFile, MediaLibrary, asset_kind
 
 logger = logging.getLogger(__name__)
 
@@ -198,9 +198,12 @@ class HlsEndpoint:
         request = self._parse(scope)
         try:
             await self._serve(request, send)
-        except Exception:
-            logger.exception("error serving %s %r", request.method, request.raw_path)
-            if not request.started:
+        except Exception as exc:
+            if request.started:
+                # Mostly a client that went away mid-body; the server closes the connection.
+                logger.warning("response to %r aborted: %r", request.raw_path, exc)
+            else:
+                logger.exception("error serving %s %r", request.method, request.raw_path)
                 await self._send_error(send, request, 500, "Internal server error.")
         finally:
             self._record(request, time.perf_counter() - started_at)
@@ -241,6 +244,7 @@ class HlsEndpoint:
             await self._send_error(send, request, 404, "Not found.")
             return
         video_id, asset = int(match[1]), match[2].decode()
+        request.route = METRIC_ROUTES[asset_kind(asset)]  # type: ignore[index]
         if asset != "thumbnail.jpg":  # the thumbnail is public: catalog's list links it
             problem = await self._authentication_problem(request.headers)
             if problem is not None:
@@ -254,7 +258,6 @@ class HlsEndpoint:
         if media is None:
             await self._send_error(send, request, 404, "Not found.")
             return
-        request.route = METRIC_ROUTES[media.kind]
         await self._send_media(send, request, media)
 
     async def _authentication_problem(self, headers: dict[bytes, str]) -> str | None:
