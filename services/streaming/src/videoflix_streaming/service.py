@@ -98,6 +98,7 @@ class MediaLibrary:
             return None
         found = await asyncio.to_thread(self._load, video_id, asset, kind)
         if found is not None and self.cache_seconds > 0:
+            self._cache.pop((video_id, asset), None)  # re-inserted last: order = age
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.pop(next(iter(self._cache)))  # oldest insertion first
             self._cache[(video_id, asset)] = (time.monotonic() + self.cache_seconds, found)
