@@ -53,9 +53,13 @@ def media_root(settings: TranscoderSettings) -> Path:
     return settings.media_root
 
 
+def new_video_id() -> int:
+    return next(_video_ids)
+
+
 @pytest.fixture
 def video_id() -> int:
-    return next(_video_ids)
+    return new_video_id()
 
 
 @pytest.fixture(scope="session")

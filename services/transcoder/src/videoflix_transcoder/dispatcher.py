@@ -95,5 +95,5 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
         )
     finally:
         with contextlib.suppress(Exception):
-            await pool.close(close_connection_pool=True)
+            await pool.aclose()
         await bus.close()

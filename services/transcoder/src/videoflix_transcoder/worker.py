@@ -115,7 +115,7 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
             await _stop_worker(worker, running)
     finally:
         with contextlib.suppress(Exception):
-            await pool.close(close_connection_pool=True)
+            await pool.aclose()
         await bus.close()
 
 

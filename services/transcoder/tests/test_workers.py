@@ -1,0 +1,176 @@
+"""Real `videoflix-transcoder` processes: parallel workers, kill -9 mid-encode, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import Job
+
+from videoflix_shared.bus import EventBus
+from videoflix_shared.events import TranscodeCompleted, TranscodeProgress, VideoUploaded
+from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_transcoder.dispatcher import CatalogEventHandler
+from videoflix_transcoder.queue import transcode_job_id
+from videoflix_transcoder.settings import TranscoderSettings
+
+from .conftest import new_video_id, place_upload
+
+pytestmark = pytest.mark.slow
+
+CLI = Path(sys.executable).parent / "videoflix-transcoder"
+Spawn = Callable[..., subprocess.Popen]
+
+
+@pytest.fixture
+def spawn(transcoder_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
+    """Start `videoflix-transcoder <command>` and wait until its health port says ready."""
+    processes: list[subprocess.Popen] = []
+
+    def start(command: str, *, redis_prefix: str, **env: str) -> subprocess.Popen:
+        port = free_port()
+        log = (tmp_path / f"{command}-{len(processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [str(CLI), command],
+            env={
+                **os.environ,
+                **transcoder_env,
+                "HTTP_PORT": str(port),
+                "REDIS_KEY_PREFIX": redis_prefix,
+                **env,
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        processes.append(process)
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
+            timeout=30,
+            what=f"{command} ready",
+        )
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+async def arq_pool(settings: TranscoderSettings) -> AsyncIterator[ArqRedis]:
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    yield pool
+    await pool.aclose()
+
+
+async def completed_events(read: Callable[..., object], video_id: int) -> list[TranscodeCompleted]:
+    return [e for e in await read(video_id) if isinstance(e, TranscodeCompleted)]
+
+
+async def test_two_workers_transcode_two_uploads_at_the_same_time(
+    spawn: Spawn,
+    make_settings: Callable[..., TranscoderSettings],
+    redis_prefix: str,
+    arq_pool: ArqRedis,
+    event_bus: EventBus,
+    event_reader: Callable[..., object],
+    make_clip: Callable[..., Path],
+) -> None:
+    prefix = f"{redis_prefix}pair:"
+    settings = make_settings(REDIS_KEY_PREFIX=prefix)
+    spawn("dispatcher", redis_prefix=prefix)
+    workers = [spawn("worker", redis_prefix=prefix) for _ in range(2)]
+    clip = make_clip("pair.mp4", size="1280x720", seconds=8)
+    video_ids = [new_video_id(), new_video_id()]
+    for video_id in video_ids:
+        source_path = place_upload(settings.media_root, video_id, clip)
+        await event_bus.publish(VideoUploaded(video_id=video_id, source_path=source_path))
+
+    for video_id in video_ids:
+        await wait_until_async(
+            lambda v=video_id: completed_events(event_reader, v), timeout=120, what="completed"
+        )
+
+    results = [
+        await Job(
+            transcode_job_id(settings, v, 1), arq_pool, _queue_name=settings.queue_name
+        ).result_info()
+        for v in video_ids
+    ]
+    assert all(r is not None and r.success for r in results)
+    first, second = sorted(results, key=lambda r: r.start_time)
+    overlap = (min(first.finish_time, second.finish_time) - second.start_time).total_seconds()
+    print(
+        f"\njob 1 ran {first.start_time:%H:%M:%S.%f} - {first.finish_time:%H:%M:%S.%f}, "
+        f"job 2 ran {second.start_time:%H:%M:%S.%f} - {second.finish_time:%H:%M:%S.%f}: "
+        f"overlap {overlap:.1f}s"
+    )
+    assert overlap > 0
+
+    # SIGTERM: each worker stops promptly and cleanly.
+    for worker in workers:
+        worker.terminate()
+    assert [worker.wait(timeout=15) for worker in workers] == [0, 0]
+
+
+async def test_worker_killed_mid_encode_leaves_nothing_visible_and_the_video_still_completes(
+    spawn: Spawn,
+    make_settings: Callable[..., TranscoderSettings],
+    redis_prefix: str,
+    arq_pool: ArqRedis,
+    event_reader: Callable[..., object],
+    make_clip: Callable[..., Path],
+    video_id: int,
+) -> None:
+    prefix = f"{redis_prefix}kill:"
+    settings = make_settings(REDIS_KEY_PREFIX=prefix)
+    # A slow preset so the kill surely lands in the middle of the encode.
+    worker = spawn("worker", redis_prefix=prefix, TRANSCODER_X264_PRESET="medium")
+    source_path = place_upload(
+        settings.media_root, video_id, make_clip("long720.mp4", size="1280x720", seconds=20)
+    )
+    await CatalogEventHandler(settings=settings, pool=arq_pool).enqueue_transcode(
+        VideoUploaded(video_id=video_id, source_path=source_path)
+    )
+
+    async def encoding() -> bool:
+        events = await event_reader(video_id)
+        return any(isinstance(e, TranscodeProgress) and e.percent < 90 for e in events)
+
+    await wait_until_async(encoding, timeout=60, what="encode in progress")
+    encoders = [p for p in psutil.Process(worker.pid).children() if p.name() == "ffmpeg"]
+    assert encoders, "no ffmpeg under the worker"
+
+    worker.kill()
+    worker.wait(timeout=10)
+
+    # ffmpeg dies with its worker, and no half-written output is visible.
+    psutil.wait_procs(encoders, timeout=10)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in encoders)
+    output = settings.media_root / "hls" / str(video_id)
+    assert not output.exists()
+    assert list((settings.media_root / "hls").glob(f".tmp-{video_id}-1-*"))
+
+    spawn("worker", redis_prefix=prefix)  # the restarted worker takes the job over
+
+    await wait_until_async(
+        lambda: completed_events(event_reader, video_id), timeout=120, what="completed"
+    )
+    assert (output / "master.m3u8").is_file()
+    assert not list((settings.media_root / "hls").glob(f".tmp-{video_id}-*"))
+    result = await Job(
+        transcode_job_id(settings, video_id, 1), arq_pool, _queue_name=settings.queue_name
+    ).result_info()
+    assert result is not None and result.success and result.job_try == 2
