@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from videoflix_shared.bus import EventBus
-from videoflix_transcoder.errors import TranscodeError, invalid_source
+from videoflix_transcoder.errors import TranscodeError, invalid_source, transient
 from videoflix_transcoder.events import (
     ProgressReporter,
     PublishFailed,
@@ -110,7 +110,6 @@ async def transcode_video(
         )
 
     work_dir = media_root / "hls" / f".tmp-{video_id}-{generation}-{secrets.token_hex(4)}"
-    work_dir.mkdir(parents=True)
     reporter = ProgressReporter(
         bus,
         video_id=video_id,
@@ -119,6 +118,7 @@ async def transcode_video(
         interval_seconds=settings.progress_interval_seconds,
     )
     try:
+        work_dir.mkdir(parents=True)
         source = resolve_source(media_root, source_path)
         result = await _encode_unless_deleted(
             marks,
@@ -142,7 +142,13 @@ async def transcode_video(
         if await marks.is_deleted(video_id):  # deleted while we were swapping in
             shutil.rmtree(final_dir, ignore_errors=True)
             return "skipped: the video was deleted"
-    except TranscodeError as exc:
+    except Exception as error:
+        # Anything else (disk full, permissions, a bug) is worth a retry, then a failure.
+        exc = (
+            error
+            if isinstance(error, TranscodeError)
+            else transient(f"{type(error).__name__}: {error}")
+        )
         if await marks.is_deleted(video_id):  # its files vanished under ffmpeg: not a failure
             return "skipped: the video was deleted during the encode"
         if exc.permanent or attempt >= settings.max_attempts:

@@ -24,7 +24,7 @@ from videoflix_shared.app import register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_transcoder.connections import connect_bus, connect_redis
 from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks
-from videoflix_transcoder.service import RetryLater, transcode_video
+from videoflix_transcoder.service import RetryLater, backoff_seconds, transcode_video
 from videoflix_transcoder.settings import TranscoderSettings
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ async def transcode_job(
         )
     except RetryLater as exc:
         raise Retry(defer=timedelta(seconds=exc.delay)) from exc
+    except Exception as exc:
+        # E.g. Redis or the media volume away for a moment: arq must not drop the job.
+        logger.exception("transcode job %s crashed; retrying", ctx["job_id"])
+        delay = backoff_seconds(settings, ctx["job_try"])
+        raise Retry(defer=timedelta(seconds=delay)) from exc
     finally:
         lease.cancel()
         with contextlib.suppress(BaseException):
