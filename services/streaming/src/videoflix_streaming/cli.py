@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 
 from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
 from granian.server import Server
 
 from videoflix_shared.logs import configure_logging
 from videoflix_streaming.settings import StreamingSettings
+
+HTTP1_BUFFER_BYTES = 2 * 1024 * 1024
 
 
 def serve(settings: StreamingSettings, *, workers: int) -> None:
@@ -26,6 +29,9 @@ def serve(settings: StreamingSettings, *, workers: int) -> None:
         port=settings.http_port,
         workers=workers,
         http=HTTPModes.http1,  # behind the gateway; h2c is never negotiated there
+        # Room for a whole segment (0.5-2 MB) per write instead of the ~400 KB default:
+        # measured 7-10% more segments/s on a 620 KB segment (noisy, shared machine).
+        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_BYTES),
         log_access=False,
         respawn_failed_workers=True,
     ).serve()
