@@ -93,6 +93,7 @@ class Db:
     """Direct reads (and test-only tweaks) of auth's database."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
@@ -128,6 +129,18 @@ class Db:
 @pytest.fixture(scope="session")
 def db(auth_database_url: str) -> Db:
     return Db(auth_database_url)
+
+
+@pytest.fixture(scope="session")
+def make_auth_database(make_database: Callable[[str], str]) -> Callable[[str], Db]:
+    """Factory: another migrated auth database (dropped after the run)."""
+
+    def factory(name: str) -> Db:
+        url = make_database(name)
+        run_migrations(url, MIGRATIONS)
+        return Db(url)
+
+    return factory
 
 
 class AuthApi:

@@ -22,7 +22,11 @@ def _encodable(value: str) -> str:
     return value
 
 
-EmailField = Annotated[str, Field(max_length=320), AfterValidator(_encodable)]
+# `format: email` documents the field and lets schema-driven clients (and the fuzzer)
+# produce real addresses; the service validates and normalises them itself.
+EmailField = Annotated[
+    str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(_encodable)
+]
 PasswordField = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH), AfterValidator(_encodable)]
 
 
