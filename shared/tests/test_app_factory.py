@@ -143,6 +143,16 @@ async def test_cors_simple_request_never_uses_wildcard(client):
     assert r.headers["access-control-allow-credentials"] == "true"
 
 
+async def test_cors_preflight_from_unknown_origin_is_refused_with_json(client):
+    r = await client.options(
+        "/api/login/",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert r.status_code == 400
+    assert "access-control-allow-origin" not in r.headers
+    assert "Disallowed CORS origin" in r.json()["detail"]
+
+
 async def test_cors_unknown_origin_gets_no_allow_header(client):
     r = await client.get("/healthz", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in r.headers

@@ -44,6 +44,23 @@ CORS_ALLOWED_HEADERS = [
 CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Content-Length", "Content-Range", "ETag"]
 
 
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, but a refused preflight answers JSON like every other error."""
+
+    def preflight_response(self, request_headers: Any) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "content-type")
+        }
+        return JSONResponse(
+            {"detail": response.body.decode()}, status_code=response.status_code, headers=headers
+        )
+
+
 def register_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
     """Add a dependency that `/readyz` checks; call it from the service's lifespan."""
     app.state.readiness_checks[name] = check
@@ -121,7 +138,7 @@ def create_app(
         exempt_prefixes=body_limit_exempt_prefixes,
     )
     app.add_middleware(
-        CORSMiddleware,
+        JSONCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"],
