@@ -99,8 +99,11 @@ def _free_port_block() -> int:
 
 
 def _stack_log_tail(log_file: Path, lines: int = 60) -> str:
+    """The end of the stack's log without the health probes' access lines."""
     with contextlib.suppress(OSError):
-        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+        text = log_file.read_text(errors="replace").splitlines()
+        useful = [line for line in text if "/healthz" not in line and "/readyz" not in line]
+        return "\n".join(useful[-lines:])
     return ""
 
 
