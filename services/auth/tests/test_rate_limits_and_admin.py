@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_shared.testing.plugin import free_port, wait_until_async
 
 RATE_LIMITED = {"detail": "Too many attempts. Please try again later."}
 
@@ -136,3 +136,12 @@ async def test_admin_creation_is_race_safe(auth_app, db, make_settings):
     results = await asyncio.gather(*(one_worker() for _ in range(4)), return_exceptions=True)
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert db.user(email)["is_admin"] is True
+
+
+async def test_login_and_reset_still_work_while_redis_is_down(start_app):
+    # Nothing listens on that port: the limiter lets requests through instead of failing.
+    async with start_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0") as (_, api):
+        email = await api.register_active()
+        assert (await api.login(email)).status_code == 200
+        response = await api.client.post("/api/password_reset/", json={"email": email})
+        assert response.status_code == 200
