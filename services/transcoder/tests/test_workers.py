@@ -92,7 +92,7 @@ async def test_two_workers_transcode_two_uploads_at_the_same_time(
     settings = make_settings(REDIS_KEY_PREFIX=prefix)
     spawn("dispatcher", redis_prefix=prefix)
     workers = [spawn("worker", redis_prefix=prefix) for _ in range(2)]
-    clip = make_clip("pair.mp4", size="1280x720", seconds=8)
+    clip = make_clip("pair.mp4", size="854x480", seconds=6)
     video_ids = [new_video_id(), new_video_id()]
     for video_id in video_ids:
         source_path = place_upload(settings.media_root, video_id, clip)
