@@ -113,12 +113,15 @@ def compose_dotenv_value(raw: str) -> str:
 
 def test_env_example_reads_the_same_in_compose_and_in_the_launcher():
     python_values = dotenv_values(ENV_EXAMPLE)
+    differences = {}
     for line in ENV_EXAMPLE.read_text().splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         key, _, raw = line.partition("=")
-        compose_value = compose_dotenv_value(raw)
-        assert compose_value == python_values[key.strip()], (
-            f"{key}: compose reads {compose_value!r}, python-dotenv {python_values[key.strip()]!r}"
-            ' (write an empty value followed by a comment as "")'
-        )
+        key = key.strip()
+        if compose_dotenv_value(raw) != python_values[key]:
+            differences[key] = (compose_dotenv_value(raw), python_values[key])
+    assert not differences, (
+        "compose would read these differently from python-dotenv (compose, python); write an"
+        f' empty value that a comment follows as "": {differences}'
+    )
