@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import jwt
@@ -210,3 +211,47 @@ async def test_logout_with_csrf_mismatch_is_403_and_keeps_session(api, header):
     response = await api.client.post("/api/logout/", headers=headers)
     assert response.status_code == 403
     assert (await api.client.post("/api/token/refresh/")).status_code == 200
+
+
+async def test_frontend_origin_gets_credentialed_cors_on_login(api):
+    origin = "http://127.0.0.1:5500"
+    preflight = await api.client.options(
+        "/api/login/",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    email = await api.register_active()
+    response = await api.client.post(
+        "/api/login/",
+        json={"email": email, "password": api.password},
+        headers={"Origin": origin},
+    )
+    assert response.headers["access-control-allow-origin"] == origin
+    assert response.headers["access-control-allow-credentials"] == "true"
+
+
+async def test_refresh_and_link_tokens_are_stored_only_as_digests(api, db):
+    email = await api.logged_in()
+    refresh_token = api.client.cookies["refresh_token"]
+    _, activation_token = api.activation_link(email)
+    user_id = db.user(email)["id"]
+
+    stored_refresh = [
+        row[0]
+        for row in db.query("SELECT token_hash FROM refresh_tokens WHERE user_id = %s", user_id)
+    ]
+    stored_links = [
+        row[0] for row in db.query("SELECT token_hash FROM link_tokens WHERE user_id = %s", user_id)
+    ]
+    assert stored_refresh == [hashlib.sha256(refresh_token.encode()).hexdigest()]
+    assert stored_links == [hashlib.sha256(activation_token.encode()).hexdigest()]
+    dump = str(db.query("SELECT * FROM refresh_tokens")) + str(
+        db.query("SELECT * FROM link_tokens")
+    )
+    assert refresh_token not in dump and activation_token not in dump
