@@ -4,6 +4,7 @@ and back out through logout and a password reset."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 from datetime import datetime
@@ -274,7 +275,7 @@ def probe_height(segment: bytes) -> int:
             "-show_entries",
             "stream=height",
             "-of",
-            "csv=p=0",
+            "json",
             "-i",
             "pipe:0",
         ],
@@ -283,4 +284,5 @@ def probe_height(segment: bytes) -> int:
         check=True,
         timeout=30,
     )
-    return int(result.stdout.strip())
+    # MPEG-TS lists the stream under its program too; the top-level list has it once.
+    return int(json.loads(result.stdout)["streams"][0]["height"])
