@@ -50,6 +50,22 @@ def test_admin_signs_in_uploads_and_sees_the_video_become_ready(
             page.fill("#upload-description", "Uploaded through the admin page by the e2e suite.")
             page.select_option("#upload-category", label="Documentary")
             page.set_input_files("#upload-file", str(short_clip))
+            # Record every status the row shows, from its first appearance on.
+            page.evaluate(
+                """(title) => {
+                    const seen = (window.statusesSeen = []);
+                    const record = () => {
+                        for (const row of document.querySelectorAll("#videos-body tr")) {
+                            const status = row.dataset.status;
+                            if (row.textContent.includes(title) && status &&
+                                seen[seen.length - 1] !== status) seen.push(status);
+                        }
+                    };
+                    new MutationObserver(record).observe(document.getElementById("videos-body"),
+                        { subtree: true, childList: true, attributes: true });
+                }""",
+                title,
+            )
             page.click("#upload-submit")
             page.wait_for_function(
                 "document.getElementById('upload-message').textContent.includes('uploaded')",
@@ -66,8 +82,6 @@ def test_admin_signs_in_uploads_and_sees_the_video_become_ready(
                 """(id) => {
                     const row = document.querySelector(`tr[data-video-id="${id}"]`);
                     const status = row && row.dataset.status;
-                    const seen = (window.statusesSeen = window.statusesSeen || []);
-                    if (status && seen[seen.length - 1] !== status) seen.push(status);
                     return status === "ready" || status === "failed";
                 }""",
                 arg=video_id,
@@ -76,6 +90,8 @@ def test_admin_signs_in_uploads_and_sees_the_video_become_ready(
             )
             statuses = page.evaluate("window.statusesSeen")
             assert row.get_attribute("data-status") == "ready", (statuses, row.inner_text())
+            assert statuses[0] in ("uploaded", "processing"), f"not live: {statuses}"
+            assert statuses[-1] == "ready", statuses
             page.wait_for_selector(f"#status-{video_id} .badge.ready")
     finally:
         screenshot(page, "admin-page-ready")

@@ -232,6 +232,17 @@ def test_password_reset_for_unknown_address_answers_the_same_and_sends_nothing(
     mailbox.assert_nothing_new(email, set())
 
 
+def test_password_reset_for_an_inactive_account_sends_nothing(api: Api, mailbox: Mailbox) -> None:
+    email = new_email("inactive")
+    seen = mailbox.ids(email)
+    assert api.register(email, strong_password()).status_code == 201
+    seen.add(mailbox.wait_new(email, seen)["id"])  # the activation email
+    response = api.post("/api/password_reset/", json={"email": email})
+    assert response.status_code == 200
+    assert response.json() == {"detail": "An email has been sent to reset your password."}
+    mailbox.assert_nothing_new(email, seen)
+
+
 def test_password_reset_rejects_a_malformed_address(api: Api) -> None:
     assert_error_body(api.post("/api/password_reset/", json={"email": "nope"}), 400)
     assert_error_body(api.post("/api/password_reset/", json={}), 400)

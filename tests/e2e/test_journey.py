@@ -54,6 +54,8 @@ def assert_auth_cookies(response: httpx.Response) -> dict:
     return cookies
 
 
+# Its setup starts the stack and its upload waits for a transcode: more than the default.
+@pytest.mark.timeout(540)
 def test_user_journey_from_registration_to_password_reset(
     stack: Stack, api_factory, mailbox: Mailbox, request: pytest.FixtureRequest
 ) -> None:
