@@ -119,7 +119,8 @@ async def _replay(ids: list[str], store: DeadLetterStore, settings: MailerSettin
     from videoflix_shared.bus import EventBus
 
     bus = EventBus.from_settings(settings)
-    await bus.connect(wait=False)
+    # nats-py keeps retrying an unreachable server even with wait=False: bound it here.
+    await asyncio.wait_for(bus.connect(wait=False), timeout=15)
     failed = 0
     try:
         for letter_id in ids:
@@ -147,4 +148,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "mail":
         raise SystemExit(_mail(args, settings))
-    raise SystemExit(asyncio.run(_dead_letters(args, settings)))
+    from redis.exceptions import RedisError
+
+    try:
+        raise SystemExit(asyncio.run(_dead_letters(args, settings)))
+    except (RedisError, OSError) as exc:  # an operator wants a sentence, not a traceback
+        print(
+            f"cannot reach Redis ({settings.redis_url}) or NATS ({settings.nats_url}): {type(exc).__name__} {exc}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from exc
