@@ -66,6 +66,10 @@ async def test_two_mailer_processes_on_one_stream_send_every_email_once(
                     lambda port=port: _ready(client, port), timeout=30, what="mailer ready"
                 )
 
+        # Both are pulling from the durable before anything is published.
+        await wait_until_async(
+            lambda: _pulling_processes(bus, 2), timeout=30, what="two waiting pull requests"
+        )
         events = [user_registered(f"viewer{i}@example.com") for i in range(30)]
         for event in events:
             await bus.publish(event)
@@ -90,6 +94,11 @@ async def test_two_mailer_processes_on_one_stream_send_every_email_once(
     assert sum(sent_by) == 30
     assert all(count > 0 for count in sent_by), f"one process did all the work: {sent_by}"
     assert all(p.returncode == 0 for p, _ in processes)  # clean shutdown on SIGTERM
+
+
+async def _pulling_processes(bus, count: int) -> bool:
+    info = await bus.js.consumer_info(bus.stream("AUTH"), "mailer")
+    return (info.num_waiting or 0) >= count
 
 
 async def _ready(client: httpx.AsyncClient, port: str) -> bool:
