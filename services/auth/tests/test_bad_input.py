@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from videoflix_shared.testing.plugin import free_port
+
 ODD_EMAILS = [
     "user\x00@example.com",
     "user\ud800@example.com",  # lone surrogate: valid JSON escape, not valid text
@@ -136,3 +138,13 @@ async def test_unknown_path_and_wrong_method_are_json(api):
     response = await api.client.get("/api/login/")
     assert response.status_code == 405
     assert_error_body(response)
+
+
+async def test_database_outage_answers_503_json_not_500(start_app):
+    unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    async with start_app(AUTH_DATABASE_URL=unreachable) as (_, api):
+        response = await api.register(api.new_email())
+        assert response.status_code == 503
+        assert int(response.headers["retry-after"]) > 0
+        assert_error_body(response)
+        assert (await api.client.get("/readyz")).status_code == 503

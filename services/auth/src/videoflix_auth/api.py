@@ -8,11 +8,13 @@ safe without one because it only sets new cookies and returns no token.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_auth import schemas
@@ -46,6 +48,8 @@ REFRESHED = "Token refreshed"
 RESET_SENT = "An email has been sent to reset your password."
 RESET_DONE = "Your Password has been successfully reset."
 RATE_LIMITED = "Too many attempts. Please try again later."
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -259,6 +263,18 @@ async def jwks(keys: Annotated[KeySet, Depends(get_keys)]) -> JSONResponse:
 
 
 def install_exception_handlers(app: FastAPI) -> None:
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database refused or lost the connection: a passing outage, not a bug.
+        logger.warning("database unavailable on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            {"detail": "Service temporarily unavailable. Please try again shortly."},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(InterfaceError, database_unavailable)
+
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
         return JSONResponse(
