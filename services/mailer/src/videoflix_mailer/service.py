@@ -146,7 +146,17 @@ class Mailer:
             return Outcome(Verdict.ACK)
         if claim is ClaimResult.BUSY:
             return self._retry(delivery, f"event {event_id} is being sent by another instance")
+        return await self._send_claimed(delivery, event, token, keep_alive)
 
+    async def _send_claimed(
+        self,
+        delivery: Delivery,
+        event: Event,
+        token: str,
+        keep_alive: Callable[[], Awaitable[None]] | None,
+    ) -> Outcome:
+        """Render and send an event this instance holds the claim of; record the result."""
+        event_id = str(event.event_id)
         try:
             message = self.renderer.render(event)
         except Exception as exc:  # template error for these values: no retry will fix it
@@ -183,8 +193,8 @@ class Mailer:
             # The email is out; acknowledging stops redelivery. Our claim still guards the
             # event until it expires. Only a redelivery after that could repeat it.
             logger.error("sent %s but could not record it in Redis: %s", event_id, exc)
-        logger.info("sent %s for event %s to %s", subject, event_id, event.email)  # type: ignore[attr-defined]
-        EMAILS.labels(subject, "sent").inc()
+        logger.info("sent %s for event %s to %s", delivery.subject, event_id, message["To"])
+        EMAILS.labels(delivery.subject, "sent").inc()
         return Outcome(Verdict.ACK)
 
     def _retry(self, delivery: Delivery, reason: str) -> Outcome:
