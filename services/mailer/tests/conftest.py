@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ class RefusingHandler(MailboxHandler):
         super().__init__(mailbox)
         self.rcpt_refusal = rcpt
         self.data_refusal = data
-        self.refused_data = 0
+        self.refused_at: list[float] = []  # monotonic time of each refused DATA
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
@@ -179,6 +180,6 @@ class RefusingHandler(MailboxHandler):
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_refusal:
-            self.refused_data += 1
+            self.refused_at.append(time.monotonic())
             return self.data_refusal
         return await super().handle_DATA(server, session, envelope)
