@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-SAMPLES = 15
+SAMPLES = 21
 MAX_RELATIVE_DIFFERENCE = 0.20
 
 Call = Callable[[bool], Awaitable[httpx.Response]]  # (existing address?) -> response
