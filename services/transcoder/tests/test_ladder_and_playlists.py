@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from videoflix_shared.events import TranscodeProgress
+from videoflix_transcoder import events as events_module
 from videoflix_transcoder.errors import TranscodeError
+from videoflix_transcoder.events import ProgressReporter
 from videoflix_transcoder.ffmpeg import ladder_command, summarize_ffmpeg_errors
 from videoflix_transcoder.ladder import plan_renditions, thumbnail_seconds
 from videoflix_transcoder.pipeline import encode_timeout
@@ -187,3 +191,36 @@ def test_ffmpeg_error_summary_is_short_and_free_of_pointers() -> None:
         "[mov,mp4,m4a,3gp,3g2,mj2] moov atom not found; in.mp4: Invalid data found when processing input"
     )
     assert len(summarize_ffmpeg_errors(["x" * 2000])) <= 401
+
+
+async def test_progress_is_published_every_five_percent_or_five_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published: list[float] = []
+
+    class RecordingBus:
+        async def publish(self, event: TranscodeProgress, *, timeout: float) -> None:
+            published.append(event.percent)
+
+    clock = [100.0]
+    monkeypatch.setattr(events_module.time, "monotonic", lambda: clock[0])
+    reporter = ProgressReporter(
+        RecordingBus(),  # type: ignore[arg-type]
+        video_id=1,
+        generation=1,
+        step_percent=5,
+        interval_seconds=5,
+    )
+
+    async def feed(percent: float, seconds_later: float) -> None:
+        clock[0] += seconds_later
+        reporter(percent)
+        await asyncio.sleep(0)  # let the publish task run
+
+    for percent in (1, 2, 4.9, 5.0, 6, 9.9, 10.5):
+        await feed(percent, 0.2)
+    await feed(11, 5.1)  # slow encode: 5 s passed with < 5 % done
+    await feed(11, 6)  # no progress at all: nothing to say
+    await reporter.close()
+
+    assert published == [5.0, 10.5, 11.0]
