@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -92,7 +93,8 @@ def parse_stored(message_id: str, raw: bytes) -> StoredMessage:
 
 
 def _addressed_to(raw: bytes, address: str) -> bool:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    # Headers only: filtering should not decode every body in the directory.
+    message = BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
     headers = (
         message.get_all("X-RcptTo", []) + message.get_all("To", []) + message.get_all("Cc", [])
     )
