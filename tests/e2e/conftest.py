@@ -4,7 +4,10 @@ By default the session starts the native stack (`python -m deploy.devstack up`) 
 subprocess on a private port block, with per-run databases, Redis prefix, NATS subjects and
 streams, and stops it afterwards. With `E2E_BASE_URL` set (and `E2E_MAIL_URL` for the dev mail
 sink, `E2E_ADMIN_EMAIL` / `E2E_ADMIN_PASSWORD` for the admin account) it uses a stack that is
-already up, for example compose.
+already up, for example compose. Such a stack must serve CORS to http://127.0.0.1:5500 (the
+test page's origin, served by the suite) and allow the suite's ~30 logins from one address
+within five minutes (AUTH_LOGIN_LIMIT_PER_IP; the started stack lifts the per-address limits,
+the per-account limits the 429 tests prove keep their defaults).
 
 Everything here speaks HTTP to the gateway (and the mail sink's listing), never to a
 service's port or database, so the suite sees the product the way a client does.
@@ -220,6 +223,9 @@ def stack(
         "AUTH_RESET_LIMIT_PER_IP": "1000",
     }
     env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"} | overrides
+    # The launcher runs the services' console scripts: they sit beside this interpreter
+    # (the venv's bin), which is not on PATH when pytest is started without `uv run`.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     ARTIFACTS.mkdir(exist_ok=True)
     log_file = ARTIFACTS / "e2e-stack.log"
     with open(log_file, "wb") as log:
