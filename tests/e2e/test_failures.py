@@ -65,10 +65,28 @@ def test_unknown_api_path_answers_json_404(api: Api) -> None:
     assert_error_body(api.get("/api/no-such-endpoint/"), 404)
 
 
-@pytest.mark.parametrize("path", ["/api/user", "/api/video"])
-def test_paths_without_trailing_slash_are_not_404(api: Api, path: str) -> None:
-    response = api.get(path)
-    assert response.status_code in (301, 307, 308, 401), (response.status_code, response.text)
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/api/user", 401),
+        ("GET", "/api/video", 401),
+        ("POST", "/api/login", 400),
+        ("POST", "/api/password_reset", 400),
+        ("POST", "/api/token/refresh", 400),
+    ],
+)
+def test_paths_without_trailing_slash_are_served(
+    api: Api, method: str, path: str, expected: int
+) -> None:
+    """Served directly or redirected with the method kept (307/308), never a 404."""
+    first = api.request(method, path, json={})
+    assert first.status_code in (expected, 307, 308), (first.status_code, first.text)
+    final = api.request(method, path, json={}, follow_redirects=True)
+    assert_error_body(final, expected)
+
+
+def test_a_wrong_method_answers_json(api: Api) -> None:
+    assert_error_body(api.delete("/api/login/"), 405)
 
 
 # --- registration and activation -----------------------------------------------------------
