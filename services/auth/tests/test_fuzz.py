@@ -8,42 +8,15 @@ Positive and negative data generation; bounded examples keep it to a few seconds
 
 from __future__ import annotations
 
-import hypothesis_jsonschema._from_schema as hypothesis_jsonschema_internals
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import DataGenerationMethod
 from schemathesis.transports import RequestsTransport
 from starlette_testclient import TestClient
 
 from videoflix_auth.app import create_app
-
-
-class _ManyWithMore(conjecture_utils.many):
-    """hypothesis-jsonschema 0.23 (schemathesis' JSON generator) still calls the old
-    `many.more()` protocol, which the installed Hypothesis replaced by `with many(...) as
-    elements: for _ in elements:`. This adapter drives the new protocol step by step."""
-
-    def more(self) -> bool:
-        if self._depth is None:
-            self.__enter__()
-            self._steps = iter(self)
-        if next(self._steps, StopIteration) is StopIteration:
-            self.__exit__(None)
-            return False
-        return True
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _jsonschema_generator_compatibility():
-    if hasattr(conjecture_utils.many, "more"):
-        yield  # an older Hypothesis: nothing to adapt
-        return
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hypothesis_jsonschema_internals.cu, "many", _ManyWithMore)
-        yield
 
 
 @pytest.fixture(scope="module")
