@@ -55,7 +55,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-STACK_START_TIMEOUT = 150  # migrations + eight processes on a busy 2-core machine
+STACK_START_TIMEOUT = 180  # migrations + eight processes on a busy 2-core machine
 READY_TIMEOUT = 240  # upload -> transcoded, 25 s of 1080p into the whole ladder
 
 # The admin endpoints the suite uses, in one place.
