@@ -123,8 +123,7 @@ async def test_operator_lists_and_replays_a_dead_letter_with_one_command(
     assert letter["kind"] == "rejected"
     assert letter["recipient"] == "later@example.com"
     assert letter["event_id"] == str(event.event_id)
-    table = await run_cli(["dead-letters", "list"], mail_env)
-    assert letter["id"] in table.stdout and "550" in table.stdout
+    assert "550 5.1.1 unknown user" in letter["reason"]
 
     refusing.rcpt_refusal = None
     replayed = await run_cli(["dead-letters", "replay", letter["id"]], mail_env)
