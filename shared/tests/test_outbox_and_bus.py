@@ -154,3 +154,11 @@ async def test_consumer_handler_failure_is_redelivered(event_bus):
     await asyncio.wait_for(stop.wait(), 15)
     await task
     assert attempts == [1, 2]
+
+
+async def test_connect_without_waiting_fails_fast_when_nats_is_unreachable():
+    bus = EventBus(url=f"nats://127.0.0.1:{free_port()}")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ConnectionError):
+        await bus.connect(wait=False, attempt_timeout=2)
+    assert asyncio.get_running_loop().time() - started < 5

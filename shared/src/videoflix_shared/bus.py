@@ -57,33 +57,40 @@ class EventBus:
         return f"{self.stream_prefix}{name}"
 
     # -- lifecycle --------------------------------------------------------------------------
-    async def connect(self, *, wait: bool = True) -> None:
-        """Connect (retrying until NATS answers when `wait`), then provision the streams."""
+    async def connect(self, *, wait: bool = True, attempt_timeout: float = 5) -> None:
+        """Connect (retrying until NATS answers when `wait`), then provision the streams.
+
+        Each attempt is bounded: nats-py itself would keep retrying a first connection to an
+        unreachable server forever, so `wait=False` raises ConnectionError instead of hanging.
+        """
         delay = 0.5
         while True:
             try:
-                self.nc = await nats.connect(
-                    self.url,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
-                    connect_timeout=2,
-                    drain_timeout=5,
-                    allow_reconnect=True,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnect,
-                    reconnected_cb=self._on_reconnect,
-                )
+                self.nc = await asyncio.wait_for(self._open(), attempt_timeout)
                 break
             except Exception as exc:
                 if not wait:
-                    raise
+                    raise ConnectionError(f"NATS at {self.url} not reachable: {exc!r}") from exc
                 logger.warning(
-                    "NATS at %s not reachable (%s); retrying in %.1fs", self.url, exc, delay
+                    "NATS at %s not reachable (%r); retrying in %.1fs", self.url, exc, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5)
         self.js = self.nc.jetstream(timeout=5)
         await self.ensure_streams()
+
+    async def _open(self) -> NATS:
+        return await nats.connect(
+            self.url,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            connect_timeout=2,
+            drain_timeout=5,
+            allow_reconnect=True,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnect,
+            reconnected_cb=self._on_reconnect,
+        )
 
     async def ensure_streams(self) -> None:
         assert self.js is not None
