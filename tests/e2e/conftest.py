@@ -184,7 +184,7 @@ def stack(
     subject_prefix = f"{nats_names['NATS_SUBJECT_PREFIX']}e2e."
     stream_prefix = f"{nats_names['NATS_STREAM_PREFIX']}E2E_"
     nats_url = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
-    admin = Stack(
+    started = Stack(
         base_url=f"http://127.0.0.1:{port_base}",
         mail_url=f"http://127.0.0.1:{port_base + 7}",
         admin_email=f"e2e-admin-{run_id}@example.com",
@@ -205,8 +205,8 @@ def stack(
         "NATS_SUBJECT_PREFIX": subject_prefix,
         "NATS_STREAM_PREFIX": stream_prefix,
         "JWKS_URL": f"http://127.0.0.1:{port_base + 1}/.well-known/jwks.json",
-        "PUBLIC_BASE_URL": admin.base_url,
-        "FRONTEND_URL": admin.frontend_url,
+        "PUBLIC_BASE_URL": started.base_url,
+        "FRONTEND_URL": started.frontend_url,
         "CORS_ALLOWED_ORIGINS": ",".join(sorted(origins)),
         "MEDIA_ROOT": str(data_dir / "media"),
         "AUTH_KEYS_DIR": str(data_dir / "keys"),
@@ -214,8 +214,8 @@ def stack(
         "SMTP_PORT": str(port_base + 25),
         "MAIL_SINK_DIR": str(data_dir / "mail"),
         "MAILER_DATA_DIR": str(data_dir / "mailer"),
-        "ADMIN_EMAIL": admin.admin_email,
-        "ADMIN_PASSWORD": admin.admin_password,
+        "ADMIN_EMAIL": started.admin_email,
+        "ADMIN_PASSWORD": started.admin_password,
         # The whole suite logs in from 127.0.0.1: lift the per-address limits so they do not
         # decide which test runs last; the per-account limits (what the 429 tests prove)
         # keep their defaults.
@@ -240,7 +240,7 @@ def stack(
         )
     try:
         _wait_stack_healthy(launcher, port_base, log_file)
-        yield admin
+        yield started
     finally:
         _stop_launcher(launcher)
         _delete_streams(nats_url, subject_prefix, stream_prefix)
@@ -269,7 +269,7 @@ def _existing_stack(base_url: str) -> Stack:
         admin_email=email,
         admin_password=password,
         frontend_origin=frontend,
-        frontend_url=os.environ.get("E2E_FRONTEND_URL", frontend),
+        frontend_url=os.environ.get("E2E_FRONTEND_URL") or frontend,
     )
 
 
