@@ -22,7 +22,9 @@ class TranscoderSettings(CommonSettings):
     x264_preset_480p: str = Field("", alias="TRANSCODER_X264_PRESET_480P")
     x264_preset_720p: str = Field("", alias="TRANSCODER_X264_PRESET_720P")
     x264_preset_1080p: str = Field("", alias="TRANSCODER_X264_PRESET_1080P")
-    x264_params: str = Field("", alias="TRANSCODER_X264_PARAMS")  # "key=value:key=value"
+    # trellis=1 + aq-mode=2 win back most of what veryfast loses on detailed content for
+    # ~10% more CPU (tests/bench/bench_transcode.py; numbers in the service README).
+    x264_params: str = Field("trellis=1:aq-mode=2", alias="TRANSCODER_X264_PARAMS")
     audio_bitrate: str = Field("128k", alias="TRANSCODER_AUDIO_BITRATE")
     segment_seconds: int = Field(10, ge=1, alias="TRANSCODER_SEGMENT_SECONDS")
     keyframe_seconds: float = Field(2.0, gt=0, alias="TRANSCODER_KEYFRAME_SECONDS")
