@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job, JobStatus
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from videoflix_shared.app import create_app
 from videoflix_shared.bus import EventBus
@@ -158,3 +159,34 @@ async def test_malformed_message_is_dropped_without_blocking_the_next(
 
 async def _status_is(job: Job, status: JobStatus) -> bool:
     return await job.status() == status
+
+
+async def test_upload_event_stays_unacknowledged_while_redis_is_down(
+    dispatch_settings: TranscoderSettings,
+    arq_pool: ArqRedis,
+    event_bus: EventBus,
+    video_id: int,
+) -> None:
+    assert event_bus.js is not None
+    await event_bus.publish(VideoUploaded(video_id=video_id, source_path="uploads/z.mp4"))
+    subscription = await event_bus.js.pull_subscribe(
+        event_bus.subject("catalog.video.uploaded"), stream=event_bus.stream("CATALOG")
+    )
+    messages = await subscription.fetch(1000, timeout=5)
+    message = next(m for m in messages if f'"video_id":{video_id}' in m.data.decode())
+    redis_down = ArqRedis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+
+    with pytest.raises(RedisConnectionError):
+        await dispatcher.CatalogEventHandler(settings=dispatch_settings, pool=redis_down)(
+            message, "catalog.video.uploaded"
+        )
+    info = await subscription.consumer_info()
+    assert info.num_ack_pending == len(messages)  # not acked: JetStream will redeliver it
+
+    # Redis is back: the redelivered message queues the job and is acknowledged.
+    await dispatcher.CatalogEventHandler(settings=dispatch_settings, pool=arq_pool)(
+        message, "catalog.video.uploaded"
+    )
+    queued = {j.job_id for j in await arq_pool.queued_jobs()}
+    assert transcode_job_id(dispatch_settings, video_id, 1) in queued
+    await subscription.unsubscribe()
