@@ -156,7 +156,8 @@ $("upload-form").addEventListener("submit", (event) => {
       selectFirstCategory();
       progress.value = 100;
       done(`“${body.video.title}” uploaded. Transcoding has started; watch its status below.`, false);
-      loadVideos();
+      loadVideos().catch(() => {});
+      loadCategories().catch(() => {});
     } else if (xhr.status === 401) {
       done("Your session has expired. Sign in again and retry the upload.", true);
       showLogin();
@@ -228,6 +229,12 @@ function renderVideos(videos) {
   });
 }
 
+function placeholder() {
+  const el = document.createElement("div");
+  el.className = "thumb-placeholder";
+  return el;
+}
+
 function renderRow(row, video) {
   const signature = JSON.stringify([video.status, video.progress, video.failure_reason, video.title,
     video.category, video.published, video.generation]);
@@ -242,11 +249,11 @@ function renderRow(row, video) {
     img.src = video.thumbnail_url;
     img.alt = "";
     img.loading = "lazy";
+    // Until the streaming service serves it (or if it is gone) show the neutral placeholder.
+    img.addEventListener("error", () => img.replaceWith(placeholder()));
     thumb.append(img);
   } else {
-    const ph = document.createElement("div");
-    ph.className = "thumb-placeholder";
-    thumb.append(ph);
+    thumb.append(placeholder());
   }
   cell(row, "title").textContent = video.title;
   cell(row, "category").textContent = video.category;

@@ -1,0 +1,118 @@
+"""The admin page in Debian's Chromium (Playwright, headless): signed in with the admin's
+cookies, it uploads a generated clip with a progress bar and shows the status go live from
+uploaded through processing to ready as transcoder events arrive on NATS."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from videoflix_catalog.app import create_app
+from videoflix_shared.events import TranscodeProgress
+from videoflix_shared.testing.plugin import ServerThread
+
+from .conftest import make_settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
+]
+
+
+async def test_admin_uploads_a_clip_and_watches_it_become_ready(
+    catalog, catalog_env: dict[str, str], token_issuer
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    # The page needs a real HTTP server: the same catalog on uvicorn in a thread.
+    with ServerThread(create_app(make_settings(catalog_env))) as server:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                context = await browser.new_context(viewport={"width": 1280, "height": 900})
+                await context.add_cookies(
+                    [
+                        {"name": name, "value": value, "url": server.url}
+                        for name, value in token_issuer.cookies(
+                            user_id=1, email="admin@example.com", is_admin=True
+                        ).items()
+                    ]
+                )
+                page = await context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(f"{server.url}/admin/")
+                await expect(page.locator("#admin-section")).to_be_visible()
+                await expect(page.locator("#upload-category option")).not_to_have_count(0)
+
+                title = catalog.unique_title("Browser upload")
+                await page.fill("#upload-title", title)
+                await page.fill("#upload-description", "Uploaded from the admin page.")
+                await page.select_option("#upload-category", label="Documentary")
+                await page.set_input_files("#upload-file", str(catalog.clip))
+                await page.click("#upload-submit")
+                await expect(page.locator("#upload-message")).to_contain_text("uploaded")
+                progress = await page.eval_on_selector("#upload-progress", "el => el.value")
+                assert progress == 100
+
+                row = page.locator("#videos-body tr", has_text=title)
+                await expect(row).to_have_count(1)
+                video_id = int(await row.get_attribute("data-video-id"))
+                status = page.locator(f"#status-{video_id}")
+                await expect(status).to_have_attribute("data-status", "uploaded")
+
+                await catalog.bus.publish(
+                    TranscodeProgress(video_id=video_id, generation=1, percent=40)
+                )
+                await expect(status).to_have_attribute("data-status", "processing")
+                await expect(status).to_contain_text("40%")
+
+                await catalog.bus.publish(catalog.completed_event(video_id))
+                await expect(status).to_have_attribute("data-status", "ready")
+                await expect(status).to_contain_text("Ready")
+
+                await row.locator(".publish-toggle").check()
+                await expect(page.locator(".toast").last).to_contain_text("Published.")
+                assert (await catalog.state(video_id))["published"] is True
+
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(
+                    path=str(ARTIFACTS / "catalog-admin-page.png"), full_page=True
+                )
+                assert errors == []
+            finally:
+                await browser.close()
+
+
+async def test_admin_page_asks_to_sign_in_without_a_session(catalog_env: dict[str, str]) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    with ServerThread(create_app(make_settings(catalog_env))) as server:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{server.url}/admin/")
+                await expect(page.locator("#login-section")).to_be_visible()
+                await expect(page.locator("#login-email")).to_be_focused()
+                await expect(page.locator("#admin-section")).to_be_hidden()
+            finally:
+                await browser.close()
