@@ -91,6 +91,17 @@ class Hermetic:
             stream_prefix=f"VFBENCH{run}_",
         )
 
+    def env(self) -> dict[str, str]:
+        """What a catalog subprocess needs to use exactly these names."""
+        return {
+            "CATALOG_DATABASE_URL": self.database_url,
+            "REDIS_URL": REDIS_URL,
+            "REDIS_KEY_PREFIX": self.redis_prefix,
+            "NATS_URL": NATS_URL,
+            "NATS_SUBJECT_PREFIX": self.subject_prefix,
+            "NATS_STREAM_PREFIX": self.stream_prefix,
+        }
+
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
             drop_database(self.database_url)
@@ -237,12 +248,7 @@ def main() -> int:
                 "LOG_LEVEL": "WARNING",
                 "HTTP_HOST": "127.0.0.1",
                 "HTTP_PORT": str(port),
-                "CATALOG_DATABASE_URL": names.database_url,
-                "REDIS_URL": REDIS_URL,
-                "REDIS_KEY_PREFIX": names.redis_prefix,
-                "NATS_URL": NATS_URL,
-                "NATS_SUBJECT_PREFIX": names.subject_prefix,
-                "NATS_STREAM_PREFIX": names.stream_prefix,
+                **names.env(),
                 "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
                 "JWT_ISSUER": issuer.issuer,
                 "JWT_AUDIENCE": issuer.audience,
