@@ -1,0 +1,197 @@
+"""Benchmark: memory of the catalog process while it receives a 2 GB upload.
+
+    uv run --all-packages python tests/bench/bench_upload_memory.py [--gib 2]
+
+Standalone and hermetic (same per-run database, Redis prefix and NATS names as
+bench_catalog_list.py, all removed at the end). It starts `videoflix-catalog serve` with one
+worker as a subprocess, streams a multipart upload of `--gib` GiB (a short generated MPEG-TS
+clip repeated, so ffprobe reads it as the video it is) with a Bearer admin token, samples
+the server process's RSS every 20 ms, and prints the idle and peak RSS, the time and the
+throughput. It exits 1 unless the upload is accepted (202), the stored file has exactly the
+uploaded size, and the peak RSS stays under 150 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from bench_catalog_list import Hermetic, catalog_binary, running
+
+from videoflix_catalog.cli import MIGRATIONS
+from videoflix_shared.db import ensure_database, run_migrations
+from videoflix_shared.testing.plugin import NATS_URL, REDIS_URL, ServerThread, free_port
+from videoflix_shared.testing.tokens import TestTokenIssuer
+
+LIMIT_MB = 150
+CHUNK = 1024 * 1024
+BOUNDARY = "videoflix-bench-boundary"
+
+
+def make_clip(path: Path) -> bytes:
+    subprocess.run(
+        [
+            *("ffmpeg", "-nostdin", "-v", "error", "-y"),
+            *("-f", "lavfi", "-i", "testsrc=size=320x180:rate=25", "-t", "2"),
+            *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mpegts"),
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
+    return path.read_bytes()
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's resident set size until stopped; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+                self.samples += 1
+            except psutil.Error:
+                return
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def server_pid(port: int, timeout: float = 60) -> int:
+    """The pid of the process listening on `port` (uvicorn, one worker: the app's process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for conn in psutil.net_connections("tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == "LISTEN" and conn.pid:
+                return conn.pid
+        time.sleep(0.2)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def wait_ready(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("catalog did not start")
+
+
+def upload(port: int, token: str, clip: bytes, total: int) -> tuple[int, dict, float]:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="title"\r\n\r\nTwo gigabytes\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="category"\r\n\r\nDrama\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.ts"\r\n'
+        "Content-Type: video/mp2t\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    block = clip * (CHUNK // len(clip) + 1)  # whole clips: the file stays a valid MPEG-TS
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    started = time.monotonic()
+    conn.putrequest("POST", "/api/admin/videos/upload/")
+    conn.putheader("Authorization", f"Bearer {token}")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
+    conn.putheader("Content-Length", str(len(head) + total + len(tail)))
+    conn.endheaders()
+    conn.send(head)
+    sent = 0
+    while sent < total:
+        piece = block[: min(len(block), total - sent)]
+        conn.send(piece)
+        sent += len(piece)
+    conn.send(tail)
+    response = conn.getresponse()
+    body = json.loads(response.read() or b"{}")
+    return response.status, body, time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gib", type=float, default=2.0, help="upload size in GiB")
+    args = parser.parse_args()
+    total = int(args.gib * 1024**3)
+
+    names = Hermetic.new()
+    issuer = TestTokenIssuer()
+    token = issuer.token(user_id=1, email="admin@example.com", is_admin=True, ttl=3600)
+    work = Path(tempfile.mkdtemp(prefix="videoflix-bench-upload-"))
+    try:
+        clip = make_clip(work / "clip.ts")
+        ensure_database(names.database_url)
+        run_migrations(names.database_url, MIGRATIONS)
+        port = free_port()
+        with ServerThread(issuer.jwks_app()) as jwks:
+            env = {
+                **os.environ,
+                "LOG_LEVEL": "WARNING",
+                "HTTP_HOST": "127.0.0.1",
+                "HTTP_PORT": str(port),
+                "CATALOG_WORKERS": "1",
+                "CATALOG_MAX_UPLOAD_BYTES": str(total + 1024**2),
+                "CATALOG_DATABASE_URL": names.database_url,
+                "REDIS_URL": REDIS_URL,
+                "REDIS_KEY_PREFIX": names.redis_prefix,
+                "NATS_URL": NATS_URL,
+                "NATS_SUBJECT_PREFIX": names.subject_prefix,
+                "NATS_STREAM_PREFIX": names.stream_prefix,
+                "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
+                "JWT_ISSUER": issuer.issuer,
+                "JWT_AUDIENCE": issuer.audience,
+                "MEDIA_ROOT": str(work / "media"),
+            }
+            log = work / "catalog.log"
+            with running([catalog_binary(), "serve"], env=env, log=log):
+                wait_ready(port)
+                pid = server_pid(port)
+                time.sleep(1)  # let startup settle (NATS connect, first JWKS fetch)
+                idle = psutil.Process(pid).memory_info().rss
+                sampler = RssSampler(pid)
+                sampler.start()
+                status, body, seconds = upload(port, token, clip, total)
+                sampler.stop()
+                stored = work / "media" / f"uploads/{body.get('id')}/source.ts"
+                stored_size = stored.stat().st_size if stored.exists() else -1
+    finally:
+        names.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+    peak_mb = sampler.peak / 1e6
+    ok = status == 202 and stored_size == total and peak_mb < LIMIT_MB
+    print(f"\nupload of {total:,} bytes ({args.gib:g} GiB) to one catalog process (pid {pid})")
+    print(f"{'response':<24}{status} {json.dumps(body)[:120] if status != 202 else ''}")
+    print(
+        f"{'stored file':<24}{stored_size:,} bytes ({'complete' if stored_size == total else 'WRONG'})"
+    )
+    print(f"{'time':<24}{seconds:.1f} s ({total / seconds / 1e6:.0f} MB/s)")
+    print(f"{'RSS idle':<24}{idle / 1e6:.1f} MB")
+    print(f"{'RSS peak during upload':<24}{peak_mb:.1f} MB ({sampler.samples} samples)")
+    print(f"limit {LIMIT_MB} MB: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
