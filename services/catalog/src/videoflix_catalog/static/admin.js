@@ -156,8 +156,7 @@ $("upload-form").addEventListener("submit", (event) => {
       selectFirstCategory();
       progress.value = 100;
       done(`“${body.video.title}” uploaded. Transcoding has started; watch its status below.`, false);
-      loadVideos().catch(() => {});
-      loadCategories().catch(() => {});
+      refreshVideosAndCounts();
     } else if (xhr.status === 401) {
       done("Your session has expired. Sign in again and retry the upload.", true);
       showLogin();
@@ -337,7 +336,13 @@ async function removeVideo(video) {
   } catch (err) {
     toast(err.message, true);
   }
-  await loadVideos().catch(() => {});
+  await refreshVideosAndCounts();
+}
+
+// Category names show how many videos each holds: every change to a video's existence or
+// category refreshes that list too, not only the video table.
+async function refreshVideosAndCounts() {
+  await Promise.all([loadVideos().catch(() => {}), loadCategories().catch(() => {})]);
 }
 
 function openEditor(video) {
@@ -363,7 +368,7 @@ $("edit-form").addEventListener("submit", async (event) => {
     });
     $("edit-dialog").close();
     toast("Changes saved.");
-    await loadVideos();
+    await refreshVideosAndCounts();
   } catch (err) {
     $("edit-error").textContent = err.message;
   }
