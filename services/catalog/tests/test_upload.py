@@ -54,6 +54,36 @@ async def test_upload_accepts_category_by_id_and_fields_after_the_file(catalog) 
     assert (catalog.settings.media_root / f"uploads/{video['id']}/source.mkv").is_file()
 
 
+async def test_whole_body_in_one_chunk_with_fields_after_the_file(catalog) -> None:
+    """The file part ends and the next parts begin inside the same received chunk."""
+    boundary = "one-chunk"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="tiny.mov"\r\n'
+            "Content-Type: video/quicktime\r\n\r\n"
+        ).encode()
+        + catalog.clip.read_bytes()
+        + (
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nOne chunk'
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="category"\r\n\r\nDrama'
+            f"\r\n--{boundary}--\r\n"
+        ).encode()
+    )
+
+    async def one_chunk():
+        yield body
+
+    response = await catalog.admin.post(
+        "/api/admin/videos/upload/",
+        content=one_chunk(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 202, response.text
+    video = response.json()["video"]
+    stored = catalog.settings.media_root / f"uploads/{video['id']}/source.mov"
+    assert stored.read_bytes() == catalog.clip.read_bytes()
+
+
 async def test_upload_streams_a_multi_megabyte_body_in_chunks(catalog, tmp_path: Path) -> None:
     """A body arriving in many small chunks (as from a socket) is reassembled exactly."""
     clip = make_clip(tmp_path / "long.ts", seconds=6, size="320x180")

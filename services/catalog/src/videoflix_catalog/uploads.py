@@ -102,6 +102,7 @@ async def receive_upload(
     # does the awaiting (hooks, file writes) after each chunk.
     in_file_part = False
     file_seen = False
+    filename = ""
     file_buffer = bytearray()
     size = 0
     ended = False
@@ -125,11 +126,11 @@ async def receive_upload(
         header_value.clear()
 
     def on_headers_finished() -> None:
-        nonlocal pending_file_start, in_file_part, file_seen
+        nonlocal pending_file_start, in_file_part, file_seen, filename
         disposition, options = parse_options_header(current.headers.get("content-disposition"))
         current.name = options.get(b"name", b"").decode("utf-8", "replace")
-        filename = options.get(b"filename")
-        current.filename = None if filename is None else filename.decode("utf-8", "replace")
+        raw_filename = options.get(b"filename")
+        current.filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")
         if disposition != b"form-data" or not current.name:
             errors.append(rejected(400, "Every multipart part needs a form-data name."))
         elif current.name == FILE_FIELD:
@@ -137,6 +138,7 @@ async def receive_upload(
                 errors.append(rejected(400, "Send exactly one file in the field 'file'.", "file"))
             else:
                 file_seen = in_file_part = pending_file_start = True
+                filename = current.filename
         elif current.name in fields:
             errors.append(rejected(400, "This field was sent twice.", current.name))
 
@@ -179,7 +181,6 @@ async def receive_upload(
     )
 
     file_handle = None
-    filename = ""
     try:
         async for chunk in chunks:
             try:
@@ -194,7 +195,6 @@ async def receive_upload(
                 raise _too_large(max_bytes)
             if pending_file_start:
                 pending_file_start = False
-                filename = current.filename or ""
                 if on_file_start is not None:
                     await on_file_start(dict(fields))
                 file_handle = await asyncio.to_thread(open, temp_path, "xb")
