@@ -61,6 +61,9 @@ async def test_admin_uploads_a_clip_and_watches_it_become_ready(
                 await expect(page.locator("#admin-section")).to_be_visible()
                 await expect(page.locator("#upload-category option")).not_to_have_count(0)
 
+                documentary = page.locator("#categories-list li", has_text="Documentary")
+                count_before = int((await documentary.inner_text()).split("(")[1].split(")")[0])
+
                 title = catalog.unique_title("Browser upload")
                 await page.fill("#upload-title", title)
                 await page.fill("#upload-description", "Uploaded from the admin page.")
@@ -73,6 +76,8 @@ async def test_admin_uploads_a_clip_and_watches_it_become_ready(
 
                 row = page.locator("#videos-body tr", has_text=title)
                 await expect(row).to_have_count(1)
+                # The category counts follow without a reload.
+                await expect(documentary).to_contain_text(f"Documentary ({count_before + 1})")
                 video_id = int(await row.get_attribute("data-video-id"))
                 status = page.locator(f"#status-{video_id}")
                 await expect(status).to_have_attribute("data-status", "uploaded")
@@ -95,6 +100,11 @@ async def test_admin_uploads_a_clip_and_watches_it_become_ready(
                 await page.screenshot(
                     path=str(ARTIFACTS / "catalog-admin-page.png"), full_page=True
                 )
+
+                page.on("dialog", lambda dialog: dialog.accept())  # the delete confirmation
+                await row.locator(".delete-button").click()
+                await expect(row).to_have_count(0)
+                await expect(documentary).to_contain_text(f"Documentary ({count_before})")
                 assert errors == []
             finally:
                 await browser.close()
