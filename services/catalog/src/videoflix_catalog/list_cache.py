@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from videoflix_catalog.settings import CatalogSettings
 from videoflix_shared.redis import key
 
 logger = logging.getLogger(__name__)
@@ -32,12 +33,8 @@ class ListCache:
         self.ttl_seconds = ttl_seconds
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: object) -> ListCache:
-        return cls(
-            redis,
-            key_prefix=key(settings, ""),  # type: ignore[arg-type]
-            ttl_seconds=settings.list_cache_ttl_seconds,  # type: ignore[attr-defined]
-        )
+    def from_settings(cls, redis: Redis, settings: CatalogSettings) -> ListCache:
+        return cls(redis, key_prefix=key(settings, ""), ttl_seconds=settings.list_cache_ttl_seconds)
 
     async def get_or_build(self, build: ListBuilder) -> bytes:
         try:
