@@ -6,14 +6,17 @@ Standalone and hermetic (same per-run database, Redis prefix and NATS names as
 bench_catalog_list.py, all removed at the end). It starts `videoflix-catalog serve` with one
 worker as a subprocess, streams a multipart upload of `--gib` GiB (a short generated MPEG-TS
 clip repeated, so ffprobe reads it as the video it is) with a Bearer admin token, samples
-the server process's RSS every 20 ms, and prints the idle and peak RSS, the time and the
-throughput. It exits 1 unless the upload is accepted (202), the stored file has exactly the
-uploaded size, and the peak RSS stays under 150 MB.
+the RSS of the server process and its children (ffprobe) every 20 ms, and prints the idle
+and peak RSS, the time and the throughput. It exits 1 unless the upload is accepted (202),
+the stored file has exactly the uploaded size, and the server process's peak RSS stays
+under 150 MB (the RSS of its ffprobe child, ~50 MB of libav* libraries whatever the file,
+is printed beside it, and the sum).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -53,23 +56,35 @@ def make_clip(path: Path) -> bytes:
 
 
 class RssSampler(threading.Thread):
-    """Samples a process's resident set size until stopped; keeps the peak."""
+    """Samples the resident set size of a process and of its children until stopped; keeps
+    the peaks of the process alone, of its children, and of both together."""
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
         self.interval = interval
-        self.peak = 0
+        self.peak_own = 0
+        self.peak_children = 0
+        self.peak = 0  # process + children
         self.samples = 0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
-                self.samples += 1
+                own = self.process.memory_info().rss
             except psutil.Error:
                 return
+            # The only child of a one-worker server is ffprobe, run once the body is stored;
+            # it maps the libav* libraries and needs ~50 MB RSS on its own.
+            children = 0
+            for child in self.process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    children += child.memory_info().rss
+            self.peak_own = max(self.peak_own, own)
+            self.peak_children = max(self.peak_children, children)
+            self.peak = max(self.peak, own + children)
+            self.samples += 1
             time.sleep(self.interval)
 
     def stop(self) -> None:
@@ -179,17 +194,30 @@ def main() -> int:
         names.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
-    peak_mb = sampler.peak / 1e6
-    ok = status == 202 and stored_size == total and peak_mb < LIMIT_MB
-    print(f"\nupload of {total:,} bytes ({args.gib:g} GiB) to one catalog process (pid {pid})")
-    print(f"{'response':<24}{status} {json.dumps(body)[:120] if status != 202 else ''}")
-    print(
-        f"{'stored file':<24}{stored_size:,} bytes ({'complete' if stored_size == total else 'WRONG'})"
+    # The figure held to the limit is the server process itself: the one that parses and
+    # writes the 2 GiB, whose memory must not depend on the upload's size. ffprobe's RSS
+    # (a separate, short-lived process with a fixed floor from the libav* libraries) is
+    # printed beside it, and the sum too.
+    own_mb, children_mb, total_mb = (
+        sampler.peak_own / 1e6,
+        sampler.peak_children / 1e6,
+        sampler.peak / 1e6,
     )
-    print(f"{'time':<24}{seconds:.1f} s ({total / seconds / 1e6:.0f} MB/s)")
-    print(f"{'RSS idle':<24}{idle / 1e6:.1f} MB")
-    print(f"{'RSS peak during upload':<24}{peak_mb:.1f} MB ({sampler.samples} samples)")
-    print(f"limit {LIMIT_MB} MB: {'PASS' if ok else 'FAIL'}")
+    ok = status == 202 and stored_size == total and own_mb < LIMIT_MB
+    print(f"\nupload of {total:,} bytes ({args.gib:g} GiB) to one catalog process (pid {pid})")
+    print(f"{'response':<30}{status} {json.dumps(body)[:120] if status != 202 else ''}")
+    print(
+        f"{'stored file':<30}{stored_size:,} bytes ({'complete' if stored_size == total else 'WRONG'})"
+    )
+    print(f"{'time':<30}{seconds:.1f} s ({total / seconds / 1e6:.0f} MB/s)")
+    print(f"{'RSS idle':<30}{idle / 1e6:.1f} MB")
+    print(f"{'RSS peak, server process':<30}{own_mb:.1f} MB ({sampler.samples} samples)")
+    print(f"{'RSS peak, children (ffprobe)':<30}{children_mb:.1f} MB")
+    print(f"{'RSS peak, process + children':<30}{total_mb:.1f} MB")
+    print(
+        f"server process under {LIMIT_MB} MB: {'PASS' if ok else 'FAIL'} "
+        f"(with children: {'under' if total_mb < LIMIT_MB else 'OVER'} the limit)"
+    )
     return 0 if ok else 1
 
 
