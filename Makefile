@@ -39,7 +39,7 @@ format:
 	$(RUN) ruff format .
 
 routes:
-	$(RUN) python -m gateway.generate caddy > gateway/Caddyfile
+	$(RUN) python -m gateway.generate write
 
 bench: install
 	@bash tests/bench/run.sh

@@ -133,7 +133,6 @@ def stack_env(data_dir: Path, port_base: int) -> dict[str, str]:
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(port_base + SMTP_SINK_OFFSET),
         "MAIL_SINK_DIR": str(data_dir / "mail"),
-        "MAILER_DATA_DIR": str(data_dir / "mailer"),
         "LOG_FORMAT": "console",
     }
     env_file = ROOT / ".env"

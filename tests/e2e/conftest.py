@@ -213,7 +213,6 @@ def stack(
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(port_base + 25),
         "MAIL_SINK_DIR": str(data_dir / "mail"),
-        "MAILER_DATA_DIR": str(data_dir / "mailer"),
         "ADMIN_EMAIL": started.admin_email,
         "ADMIN_PASSWORD": started.admin_password,
         # The whole suite logs in from 127.0.0.1: lift the per-address limits so they do not
