@@ -5,8 +5,8 @@
 Standalone and hermetic: it creates its own database (`vfbench_<run>_catalog`, dropped at
 the end), migrates it, seeds 50 ready and published videos, serves a test signing key as
 JWKS, and starts `videoflix-catalog serve` (its default 2 uvicorn workers, LOG_LEVEL=WARNING
-so no access-log line per request) on a free port with a per-run Redis key prefix and NATS subject/stream prefixes (its keys and streams are
-deleted afterwards). Then wrk (Debian's) runs with 16 connections for 15 s, sending a valid
+so no access-log line per request) on a free port with a per-run Redis key prefix and NATS
+subject/stream prefixes (its keys and streams are deleted afterwards). Then wrk (Debian's) runs with 16 connections for 15 s, sending a valid
 access_token cookie, after a short warm-up. It prints req/s, p50 and p99 next to the Django
 reference (176 req/s, p99 126 ms) and exits 1 unless req/s >= 1,760 and p99 < 20 ms.
 """
