@@ -15,7 +15,7 @@ from videoflix_shared.bus import EventBus
 from videoflix_shared.db import Base, create_engine, create_session_factory
 from videoflix_shared.events import PasswordResetRequested, UserRegistered, parse_event
 from videoflix_shared.outbox import OutboxMessage, OutboxRelay, add_event
-from videoflix_shared.testing.plugin import free_port, wait_until_async
+from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,16 @@ async def session_factory(make_database):
         await conn.run_sync(Base.metadata.create_all)
     yield create_session_factory(engine)
     await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def own_bus(run_id):
+    """Streams of this module only: other suites of the same run publish auth events too."""
+    bus = EventBus(url=NATS_URL, subject_prefix=f"vft{run_id}sh.", stream_prefix=f"VFT{run_id}SH_")
+    await bus.connect(wait=False)
+    yield bus
+    await bus.delete_streams()
+    await bus.close()
 
 
 def registered(email: str = "new@example.com") -> UserRegistered:
@@ -58,7 +68,8 @@ async def _collect(bus: EventBus, durable: str, want: int, timeout: float = 15) 
     return seen
 
 
-async def test_event_committed_with_state_is_published_once(session_factory, event_bus):
+async def test_event_committed_with_state_is_published_once(session_factory, own_bus):
+    event_bus = own_bus
     event = registered("once@example.com")
     async with session_factory() as session, session.begin():
         add_event(session, event)
@@ -125,7 +136,8 @@ async def test_events_wait_in_the_outbox_while_nats_is_down_then_go_out(
         server.wait(10)
 
 
-async def test_consumer_handler_failure_is_redelivered(event_bus):
+async def test_consumer_handler_failure_is_redelivered(own_bus):
+    event_bus = own_bus
     event = registered("retry@example.com")
     await event_bus.publish(event)
     attempts: list[int] = []

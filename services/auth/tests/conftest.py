@@ -18,10 +18,10 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from videoflix_auth.app import create_app
+from videoflix_auth.cli import MIGRATIONS
 from videoflix_auth.settings import AuthSettings
 from videoflix_shared.db import run_migrations
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "src" / "videoflix_auth" / "migrations"
 PASSWORD = "Correct-Horse-42"
 
 _counter = itertools.count()

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from videoflix_shared.events import STREAMS, Event
+from videoflix_shared.events import STREAMS, Event, parse_event
 from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -230,6 +230,17 @@ class EventBus:
         for name in STREAMS:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_stream(self.stream(name))
+
+
+async def parse_or_drop(msg: Msg, subject: str) -> Event | None:
+    """The event in `msg`, or None after terminating a message that can never parse
+    (malformed or of an unknown subject): redelivering it would only block the consumer."""
+    try:
+        return parse_event(subject, msg.data)
+    except ValueError as exc:
+        logger.error("dropping unusable message on %s: %s", subject, exc)
+        await msg.term()
+        return None
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from videoflix_auth.settings import AuthSettings
-from videoflix_shared.app import run_http_service
-from videoflix_shared.db import ensure_database, make_migration, run_migrations
+from videoflix_shared.cli import run_database_service_cli
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="videoflix-auth")
-    parser.add_argument("command", choices=["serve", "migrate", "makemigration"])
-    parser.add_argument("message", nargs="?", default="change")
-    args = parser.parse_args(argv)
-    settings = AuthSettings()
-    if args.command == "migrate":
-        ensure_database(settings.database_url)
-        run_migrations(settings.database_url, MIGRATIONS)
-    elif args.command == "makemigration":
-        ensure_database(settings.database_url)
-        make_migration(settings.database_url, MIGRATIONS, args.message)
-    else:
-        run_http_service("videoflix_auth.app:create_app", settings)
+    run_database_service_cli(
+        prog="videoflix-auth",
+        settings=AuthSettings(),
+        app_factory="videoflix_auth.app:create_app",
+        migrations=MIGRATIONS,
+        argv=argv,
+    )

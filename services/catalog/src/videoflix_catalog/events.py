@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from videoflix_catalog import service
 from videoflix_catalog.list_cache import ListCache
-from videoflix_shared.bus import EventBus
-from videoflix_shared.events import parse_event
+from videoflix_shared.bus import EventBus, parse_or_drop
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +36,8 @@ class TranscoderEventHandler:
         self.list_cache = list_cache
 
     async def __call__(self, msg: Msg, subject: str) -> None:
-        try:
-            event = parse_event(subject, msg.data)
-        except ValueError as exc:
-            # A malformed message will never parse: drop it instead of redelivering forever.
-            logger.error("dropping unreadable message on %s: %s", subject, exc)
-            await msg.term()
+        event = await parse_or_drop(msg, subject)
+        if event is None:
             return
         async with self.session_factory() as session:
             changed = await service.apply_transcoder_event(session, event=event)

@@ -18,7 +18,8 @@ from fastapi import FastAPI
 from nats.aio.msg import Msg
 
 from videoflix_shared.app import register_readiness_check
-from videoflix_shared.events import VideoDeleted, VideoUploaded, parse_event
+from videoflix_shared.bus import parse_or_drop
+from videoflix_shared.events import VideoDeleted, VideoUploaded
 from videoflix_transcoder.connections import connect_bus, connect_redis
 from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks, transcode_job_id
 from videoflix_transcoder.service import delete_video_media
@@ -39,12 +40,8 @@ class CatalogEventHandler:
         self.marks = VideoMarks(pool, settings)
 
     async def __call__(self, msg: Msg, subject: str) -> None:
-        try:
-            event = parse_event(subject, msg.data)
-        except ValueError as exc:
-            # Malformed or unknown: redelivering cannot fix it. Log and drop.
-            logger.error("dropping unusable message on %s: %s", subject, exc)
-            await msg.term()
+        event = await parse_or_drop(msg, subject)
+        if event is None:
             return
         if isinstance(event, VideoUploaded):
             await self.enqueue_transcode(event)
