@@ -252,8 +252,11 @@ class Catalog:
                 except NatsTimeoutError:
                     break
                 for message in messages:
-                    found.append(parse_event(subject, message.data))
                     await message.ack()
+                    try:
+                        found.append(parse_event(subject, message.data))
+                    except ValueError:
+                        continue  # another suite's deliberately malformed message
         finally:
             await sub.unsubscribe()
         return found

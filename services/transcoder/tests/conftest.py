@@ -18,7 +18,8 @@ from videoflix_shared.events import Event, parse_event
 from videoflix_transcoder.queue import VideoMarks
 from videoflix_transcoder.settings import TranscoderSettings
 
-_video_ids = itertools.count(1000)
+# Far from the ids other suites of the same run use on the shared per-run streams.
+_video_ids = itertools.count(9_000_000)
 
 # Small and fast, but the production code paths: only the x264 preset is lowered.
 FAST_ENV = {
@@ -138,10 +139,13 @@ def event_reader(event_bus: EventBus) -> Callable[..., Any]:
                 except Exception:
                     break
                 for msg in msgs:
-                    event = parse_event(event_bus.unprefixed(msg.subject), msg.data)
+                    await msg.ack()
+                    try:
+                        event = parse_event(event_bus.unprefixed(msg.subject), msg.data)
+                    except ValueError:
+                        continue  # another suite's deliberately malformed message
                     if getattr(event, "video_id", None) == video_id:
                         events.append(event)
-                    await msg.ack()
         finally:
             await sub.unsubscribe()
         return events
