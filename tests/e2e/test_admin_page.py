@@ -42,6 +42,8 @@ def test_admin_signs_in_uploads_and_sees_the_video_become_ready(
             page.fill("#login-password", stack.admin_password)
             page.click("#login-submit")
             page.wait_for_selector("#admin-section", state="visible")
+            # the page shows itself first, then asks /api/user/ who is signed in
+            page.wait_for_function("document.querySelector('#account-email').textContent !== ''")
             assert page.text_content("#account-email") == stack.admin_email
 
         with timed_step("admin page", "upload a clip with the form"):
