@@ -41,7 +41,8 @@ format:
 routes:
 	$(RUN) python -m gateway.generate write
 
-bench: install
+bench:
+	@INSTALL_BENCH=1 bash deploy/install.sh
 	@bash tests/bench/run.sh
 
 clean:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the Python environment (uv workspace, one lock file) and installs the Debian
-# packages the stack and the tests run: ffmpeg, caddy, chromium. Safe to run repeatedly.
+# packages the stack and the tests run: ffmpeg, caddy, chromium; with INSTALL_BENCH=1 also
+# what `make bench` measures against (wrk, nginx). Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,10 @@ command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${INSTALL_BENCH:-0}" = 1 ]; then
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
     echo "install | please install: apt-get install ${missing[*]}" >&2; exit 1; fi
