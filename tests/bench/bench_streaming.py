@@ -3,12 +3,14 @@
     uv run --all-packages python tests/bench/bench_streaming.py [--duration 10] [--connections 16]
 
 Standalone: it cuts one ~620 KB MPEG-TS segment with ffmpeg, starts `videoflix-streaming
-serve` (Granian, 2 processes; the access token is an RS256 cookie verified on every request,
-against a JWKS endpoint served here) and Debian's nginx (2 workers, non-daemon, its own
-temporary prefix and config, sendfile) on free ports, then runs wrk with the same
-connections, threads and duration against each, one after the other. It prints req/s, p50
-and p99 for both and their ratio, and exits 1 when the target is missed: streaming reaches
-at least 0.5x nginx's req/s at 16 connections with a p99 under 25 ms.
+serve` (Granian, 2 processes, as deployed: the RS256 access-token cookie is checked on every
+request against keys from a JWKS endpoint served here, segments come from the in-memory
+body cache) and Debian's nginx (2 workers, non-daemon, its own temporary prefix and config,
+sendfile) on free ports, then runs wrk with the same connections, threads and duration
+against each, one after the other. For reference it also measures the service with the body
+cache off (every segment sent from the file by Granian's pathsend). It prints req/s, p50 and
+p99 and the ratio, and exits 1 when the target is missed: streaming reaches at least 0.5x
+nginx's req/s at 16 connections with a p99 under 25 ms.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ SEGMENT_TARGET_BYTES = 620 * 1024
 SEGMENT_PATH = "/api/video/1/720p/seg_00000.ts"
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 25.0
+NGINX = "nginx (static, sendfile)"
+STREAMING = "streaming (Granian)"
 
 NGINX_CONF = """\
 daemon off;
@@ -190,7 +194,7 @@ def main() -> int:
         for path in [work, *work.rglob("*")]:  # nginx workers may run as another user
             path.chmod(0o755 if path.is_dir() else 0o644)
         size = segment.stat().st_size
-        streaming_port, nginx_port = free_port(), free_port()
+        streaming_port, uncached_port, nginx_port = free_port(), free_port(), free_port()
         (work / "nginx.conf").write_text(
             NGINX_CONF.format(workers=args.workers, prefix=work, port=nginx_port, media=media)
         )
@@ -206,6 +210,9 @@ def main() -> int:
                 "LOG_LEVEL": "WARNING",
                 "ENVIRONMENT": "bench",
             }
+            # For reference only: the same service with its in-memory body cache off, so every
+            # segment leaves by Granian's file sending (pathsend).
+            uncached_env = {**env, "HTTP_PORT": str(uncached_port), "STREAMING_BODY_CACHE_MB": "0"}
             streaming_cmd = [streaming_binary(), "serve", "--workers", str(args.workers)]
             nginx_cmd = [
                 nginx,
@@ -218,11 +225,13 @@ def main() -> int:
             ]
             with (
                 running(streaming_cmd, env=env, log=work / "streaming.log"),
+                running(streaming_cmd, env=uncached_env, log=work / "uncached.log"),
                 running(nginx_cmd, log=work / "nginx.log"),
             ):
                 urls = {
-                    "nginx (static, sendfile)": f"http://127.0.0.1:{nginx_port}{SEGMENT_PATH}",
-                    "streaming (Granian)": f"http://127.0.0.1:{streaming_port}{SEGMENT_PATH}",
+                    NGINX: f"http://127.0.0.1:{nginx_port}{SEGMENT_PATH}",
+                    STREAMING: f"http://127.0.0.1:{streaming_port}{SEGMENT_PATH}",
+                    "(streaming, no body cache)": f"http://127.0.0.1:{uncached_port}{SEGMENT_PATH}",
                 }
                 expected = segment.read_bytes()
                 for url in urls.values():
@@ -241,7 +250,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    nginx_result, streaming_result = results.values()
+    nginx_result, streaming_result = results[NGINX], results[STREAMING]
     ratio = streaming_result.requests_per_second / nginx_result.requests_per_second
     print(
         f"\nsegment {size} bytes, wrk {args.connections} connections / {args.threads} threads, "

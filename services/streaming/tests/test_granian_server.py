@@ -1,5 +1,6 @@
-"""`videoflix-streaming serve` as deployed: Granian processes, segments sent by ASGI
-`http.response.pathsend` (the other tests run on uvicorn, which reads files in a thread)."""
+"""`videoflix-streaming serve` as deployed: Granian processes, segments sent from the
+in-memory body cache, or (cache off) by ASGI `http.response.pathsend`; the other tests run
+on uvicorn, which has no pathsend."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ from videoflix_shared.testing.plugin import free_port, wait_until
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 
 
-@pytest.fixture(scope="module")
-def granian_url(streaming_env, video) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["128", "0"], ids=["body-cache", "pathsend"])
+def granian_url(request, streaming_env, video) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, **streaming_env, "HTTP_PORT": str(port), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        **streaming_env,
+        "HTTP_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "STREAMING_BODY_CACHE_MB": request.param,
+    }
     process = subprocess.Popen(
         ["videoflix-streaming", "serve", "--workers", "2"],
         env=env,
@@ -43,7 +50,7 @@ def granian_url(streaming_env, video) -> Iterator[str]:
             process.wait()
 
 
-def test_segment_is_sent_whole_by_pathsend(granian_url, auth, video):
+def test_segment_is_sent_whole(granian_url, auth, video):
     expected = video.file("480p/seg_00000.ts").read_bytes()
     response = httpx.get(granian_url + SEGMENT, headers=auth)
     assert response.status_code == 200

@@ -95,6 +95,8 @@ def test_retranscoded_video_gets_new_validators_and_segment_versions(
     # The transcoder renames a complete new tree into place.
     staging = tmp_path / "new"
     hls_tree_writer(staging)
+    new_segment = staging / "480p" / "seg_00000.ts"
+    new_segment.write_bytes(new_segment.read_bytes() + b"\xff" * 188)  # other bytes, other size
     retired = video.directory.with_name("41.old")
     os.rename(video.directory, retired)
     shutil.copytree(staging, video.directory)
@@ -115,6 +117,9 @@ def test_retranscoded_video_gets_new_validators_and_segment_versions(
         timeout=5,
         what="the new segment's ETag",
     )
+    served = client.get("/api/video/41/480p/seg_00000.ts", headers=auth)
+    assert served.content == video.file("480p/seg_00000.ts").read_bytes()
+    assert served.content != segment_before.content
 
 
 def test_deleted_video_stops_being_served(client, auth, make_video):

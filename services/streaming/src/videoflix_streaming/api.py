@@ -10,9 +10,11 @@ Prometheus metrics, JSON errors.
 
 Per request: strict route match on the raw path (so `%2e%2e`/`%2f` never match) → token
 (cookie `access_token` or Bearer; verified once, then answered from the verifier's cache
-until it expires) → the media library (cached metadata) → 304 / 206 / 416 / 200. A full
-file goes out by ASGI `http.response.pathsend` (Granian sends it from the file without
-Python copying it); byte ranges, and servers without the extension, read it in a thread.
+until it expires) → the media library (cached metadata) → 304 / 206 / 416 / 200. The body
+comes from the library's in-memory cache when it is there (playlists always, segments and
+thumbnails within its byte budget); otherwise a full file goes out by ASGI
+`http.response.pathsend` (Granian sends it from the file), and byte ranges, or servers
+without the extension, read it in a thread.
 """
 
 from __future__ import annotations
@@ -326,9 +328,9 @@ class HlsEndpoint:
         if request.method == "HEAD":
             await self._start(send, request, status, headers)
             await send({"type": "http.response.body", "body": b""})
-        elif media.body is not None:
+        elif (body := self.library.body(media)) is not None:
             await self._start(send, request, status, headers)
-            await send({"type": "http.response.body", "body": media.body[first : last + 1]})
+            await send({"type": "http.response.body", "body": body[first : last + 1]})
         elif status == 200 and request.pathsend:
             await self._start(send, request, status, headers)
             await send({"type": "http.response.pathsend", "path": media.path})

@@ -52,7 +52,10 @@ def create_app(settings: StreamingSettings | None = None) -> HlsEndpoint:
     )
     verifier = TokenVerifier(key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     library = MediaLibrary(
-        media_root=settings.media_root, cache_seconds=settings.file_cache_seconds
+        media_root=settings.media_root,
+        cache_seconds=settings.file_cache_seconds,
+        body_cache_bytes=settings.body_cache_mb * 1024 * 1024,
+        body_cache_max_file_bytes=settings.body_cache_max_file_mb * 1024 * 1024,
     )
     service_app.state.jwks_key_source = key_source
     service_app.state.token_verifier = verifier
