@@ -251,8 +251,14 @@ def ladder_settings_summary() -> str:
     from videoflix_transcoder.settings import TranscoderSettings
 
     s = TranscoderSettings()
-    presets = {name: s.preset_for(name) for name in ("480p", "720p", "1080p")}
-    return f"presets {presets}, x264 params {s.x264_params or '-'}"
+    summary = []
+    for detailed in (False, True):
+        presets = {
+            name: s.preset_for(name, detailed=detailed) for name in ("480p", "720p", "1080p")
+        }
+        params = s.x264_params_for(detailed=detailed) or "-"
+        summary.append(f"{'detailed' if detailed else 'ordinary'} content: {presets} {params}")
+    return f"{'; '.join(summary)} (detailed above {s.detailed_content_bpp} bits/pixel)"
 
 
 # -- scoring ---------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ from videoflix_transcoder.settings import TranscoderSettings
 # Far from the ids other suites of the same run use on the shared per-run streams.
 _video_ids = itertools.count(9_000_000)
 
-# Small and fast, but the production code paths: only the x264 preset is lowered.
+# Small and fast, but the production code paths: only the x264 presets are lowered.
 FAST_ENV = {
     "TRANSCODER_X264_PRESET": "ultrafast",
+    "TRANSCODER_X264_PRESET_DETAILED": "ultrafast",
     "TRANSCODER_RETRY_BACKOFF_SECONDS": "0.2",
     "TRANSCODER_JOB_LEASE_SECONDS": "3",
     "TRANSCODER_PROGRESS_INTERVAL_SECONDS": "0.5",

@@ -176,7 +176,7 @@ def test_ladder_command_decodes_once_and_maps_audio_only_when_there_is_some() ->
     assert "v:0,a:0,name:480p v:1,a:1,name:720p v:2,a:2,name:1080p" in with_audio
     assert "0:a:0" not in without and "-c:a" not in without
     assert "v:0,name:480p v:1,name:720p v:2,name:1080p" in without
-    assert "expr:gte(t,n_forced*2)" in with_audio
+    assert "expr:gte(t,n_forced*10)" in with_audio  # one key frame per 10 s segment
 
 
 def test_ffmpeg_error_summary_is_short_and_free_of_pointers() -> None:

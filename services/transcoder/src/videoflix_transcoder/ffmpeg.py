@@ -1,4 +1,4 @@
-"""ffmpeg command lines (thumbnail, the one-pass ladder) and running them.
+"""ffmpeg command lines (thumbnail, complexity sample, the one-pass ladder) and running them.
 
 The ladder is ONE ffmpeg process: the source is decoded once, split, scaled per rung and
 encoded by one x264 instance per rung, with key frames forced at the same times in every
@@ -24,6 +24,9 @@ STDERR_LINES_KEPT = 60
 SUMMARY_MAX_CHARS = 400
 
 ProgressCallback = Callable[[float], None]  # seconds of output written so far
+COMPLEXITY_SIZE = (640, 360)
+COMPLEXITY_FPS = 30
+COMPLEXITY_CRF = 23
 
 
 def thumbnail_command(
@@ -45,6 +48,40 @@ def thumbnail_command(
     ]
 
 
+def complexity_command(
+    *,
+    ffmpeg_bin: str,
+    source: Path,
+    target: Path,
+    starts: list[float],
+    window_seconds: float,
+) -> list[str]:
+    """A quick fixed-quality encode of a few short windows of `source`, scaled to 640x360.
+
+    Its size in bits per pixel says how hard the content is to compress (the trial-encode
+    idea of per-title encoding): flat, clean pictures need few bits, detail and noise many.
+    """
+    inputs: list[str] = []
+    chains = []
+    for i, start in enumerate(starts):
+        inputs += ["-noaccurate_seek", "-ss", f"{start:.3f}", "-t", f"{window_seconds:.3f}"]
+        inputs += ["-i", str(source)]
+        chains.append(
+            f"[{i}:v:0]scale={COMPLEXITY_SIZE[0]}:{COMPLEXITY_SIZE[1]}:flags=area,"
+            f"setsar=1,format=yuv420p,setpts=PTS-STARTPTS,fps={COMPLEXITY_FPS}[c{i}]"
+        )
+    joined = "".join(f"[c{i}]" for i in range(len(starts)))
+    graph = ";".join([*chains, f"{joined}concat=n={len(starts)}:v=1:a=0[out]"])
+    return [
+        ffmpeg_bin,
+        *("-hide_banner", "-nostdin", "-y", "-loglevel", "error"),
+        *inputs,
+        *("-filter_complex", graph, "-map", "[out]"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-crf", str(COMPLEXITY_CRF)),
+        *("-f", "h264", str(target)),
+    ]
+
+
 def ladder_command(
     *,
     ffmpeg_bin: str,
@@ -56,7 +93,7 @@ def ladder_command(
     x264_params: str = "",
     audio_bitrate: str = "128k",
     segment_seconds: int = 10,
-    keyframe_seconds: float = 2.0,
+    keyframe_seconds: float = 10.0,
     threads: int = 0,
 ) -> list[str]:
     """One ffmpeg run writing `<output_dir>/<rung>/index.m3u8` + segments and master.m3u8."""

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from videoflix_transcoder.errors import TranscodeError, invalid_source, transient
 from videoflix_transcoder.ffmpeg import (
+    COMPLEXITY_FPS,
+    COMPLEXITY_SIZE,
     FfmpegFailed,
+    complexity_command,
     ladder_command,
     run_ffmpeg,
     thumbnail_command,
@@ -30,6 +34,9 @@ MASTER_PLAYLIST = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"
 THUMBNAIL_BOX = (854, 480)
 THUMBNAIL_TIMEOUT_SECONDS = 120
+COMPLEXITY_TIMEOUT_SECONDS = 60
+COMPLEXITY_WINDOWS = (0.2, 0.5, 0.8)  # where in the video the sampled windows lie
+COMPLEXITY_WINDOW_SECONDS = 2.0
 RECORD = ".transcode.json"  # what was encoded, kept beside the output (not served)
 
 # ffmpeg messages that mean the upload itself is broken: retrying cannot help.
@@ -84,17 +91,18 @@ async def encode_video(
     info = await probe_source(source, ffprobe_bin=settings.ffprobe_bin)
     await make_thumbnail(source=source, info=info, target=output_dir / THUMBNAIL, settings=settings)
     renditions = plan_renditions(info)
+    detailed = await is_detailed_content(source=source, info=info, settings=settings)
     command = ladder_command(
         ffmpeg_bin=settings.ffmpeg_bin,
         source=source,
         output_dir=output_dir,
         renditions=renditions,
         has_audio=info.has_audio,
-        presets=[settings.preset_for(r.name) for r in renditions],
-        x264_params=settings.x264_params,
+        presets=[settings.preset_for(r.name, detailed=detailed) for r in renditions],
+        x264_params=settings.x264_params_for(detailed=detailed),
         audio_bitrate=settings.audio_bitrate,
         segment_seconds=settings.segment_seconds,
-        keyframe_seconds=settings.keyframe_seconds,
+        keyframe_seconds=settings.keyframe_interval,
         threads=settings.ffmpeg_threads,
     )
 
@@ -104,12 +112,16 @@ async def encode_video(
 
     timeout = encode_timeout(settings, info.duration_seconds)
     logger.info(
-        "encoding %s (%.1fs, %dx%d) into %s",
+        "encoding %s (%.1fs, %dx%d, %s content) into %s",
         source.name,
         info.duration_seconds,
         info.width,
         info.height,
-        ", ".join(f"{r.name} {r.width}x{r.height}" for r in renditions),
+        "detailed" if detailed else "ordinary",
+        ", ".join(
+            f"{r.name} {r.width}x{r.height} {settings.preset_for(r.name, detailed=detailed)}"
+            for r in renditions
+        ),
     )
     try:
         await run_ffmpeg(command, timeout=timeout, on_progress=seconds_done)
@@ -130,6 +142,49 @@ async def encode_video(
         height=info.height,
         renditions=[r.name for r in renditions],
     )
+
+
+async def measure_complexity(
+    *, source: Path, info: SourceInfo, settings: TranscoderSettings
+) -> float:
+    """Bits per pixel of a fixed-quality trial encode of three short windows of the video."""
+    window = min(COMPLEXITY_WINDOW_SECONDS, info.duration_seconds / len(COMPLEXITY_WINDOWS))
+    if window <= 0:
+        return 0.0
+    span = max(0.0, info.duration_seconds - window)
+    starts = [span * at for at in COMPLEXITY_WINDOWS]
+    with tempfile.TemporaryDirectory(prefix="videoflix-complexity-") as tmp:
+        sample = Path(tmp) / "sample.h264"
+        command = complexity_command(
+            ffmpeg_bin=settings.ffmpeg_bin,
+            source=source,
+            target=sample,
+            starts=starts,
+            window_seconds=window,
+        )
+        await run_ffmpeg(command, timeout=COMPLEXITY_TIMEOUT_SECONDS)
+        bits = sample.stat().st_size * 8
+    pixels = COMPLEXITY_SIZE[0] * COMPLEXITY_SIZE[1] * COMPLEXITY_FPS * window * len(starts)
+    return bits / pixels
+
+
+async def is_detailed_content(
+    *, source: Path, info: SourceInfo, settings: TranscoderSettings
+) -> bool:
+    """Whether the video needs the detailed preset (False when the check is switched off).
+
+    The check is an optimisation, never a reason to fail: if it cannot run, the ordinary
+    preset is used and the ladder encode reports any real problem with the file.
+    """
+    if settings.detailed_content_bpp <= 0:
+        return False
+    try:
+        bpp = await measure_complexity(source=source, info=info, settings=settings)
+    except (FfmpegFailed, TimeoutError, OSError) as exc:
+        logger.warning("complexity check of %s failed (%s); ordinary preset", source.name, exc)
+        return False
+    logger.info("complexity of %s: %.3f bits/pixel", source.name, bpp)
+    return bpp > settings.detailed_content_bpp
 
 
 async def make_thumbnail(

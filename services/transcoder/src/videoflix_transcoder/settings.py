@@ -17,17 +17,31 @@ class TranscoderSettings(CommonSettings):
     ffprobe_bin: str = Field("ffprobe", alias="TRANSCODER_FFPROBE")
     ffmpeg_threads: int = Field(0, alias="TRANSCODER_FFMPEG_THREADS")  # 0: ffmpeg decides
 
-    # x264 speed/quality: one preset for every rung, optionally overridden per rung.
+    # x264 speed/quality. Before encoding, a trial encode of a few seconds measures how hard
+    # the content is (bits per pixel at fixed quality, see pipeline.measure_complexity):
+    # above TRANSCODER_DETAILED_CONTENT_BPP the detailed preset is used, which spends more
+    # CPU where the ladder's bit rates are too low for the content (noise, grain, fine
+    # detail) and the encoder's efficiency shows; ordinary content gets the fast preset,
+    # where a slower one buys nothing visible. A per-rung preset overrides both.
     x264_preset: str = Field("veryfast", alias="TRANSCODER_X264_PRESET")
+    x264_preset_detailed: str = Field("faster", alias="TRANSCODER_X264_PRESET_DETAILED")
+    detailed_content_bpp: float = Field(0.35, ge=0, alias="TRANSCODER_DETAILED_CONTENT_BPP")
     x264_preset_480p: str = Field("", alias="TRANSCODER_X264_PRESET_480P")
     x264_preset_720p: str = Field("", alias="TRANSCODER_X264_PRESET_720P")
     x264_preset_1080p: str = Field("", alias="TRANSCODER_X264_PRESET_1080P")
-    # trellis=1 + aq-mode=2 win back most of what veryfast loses on detailed content for
-    # ~10% more CPU (tests/bench/bench_transcode.py; numbers in the service README).
-    x264_params: str = Field("trellis=1:aq-mode=2", alias="TRANSCODER_X264_PARAMS")
+    # Extra x264 options ("key=value:..."), for ordinary and for detailed content. aq-mode=2
+    # helps both; trellis=1 wins back part of what a fast preset loses on detailed content
+    # but costs ~6% CPU for nothing visible on ordinary content (numbers in the README).
+    x264_params: str = Field("aq-mode=2", alias="TRANSCODER_X264_PARAMS")
+    x264_params_detailed: str = Field(
+        "trellis=1:aq-mode=2", alias="TRANSCODER_X264_PARAMS_DETAILED"
+    )
     audio_bitrate: str = Field("128k", alias="TRANSCODER_AUDIO_BITRATE")
     segment_seconds: int = Field(10, ge=1, alias="TRANSCODER_SEGMENT_SECONDS")
-    keyframe_seconds: float = Field(2.0, gt=0, alias="TRANSCODER_KEYFRAME_SECONDS")
+    # 0: one key frame per segment, all HLS needs to switch renditions; every extra one
+    # costs bits at a fixed bit rate (measured: every 2 s instead of every 10 s lost 0.2 VMAF
+    # on detailed content). Otherwise it must divide the segment length.
+    keyframe_seconds: float = Field(0.0, ge=0, alias="TRANSCODER_KEYFRAME_SECONDS")
 
     # Jobs
     max_jobs: int = Field(1, ge=1, alias="TRANSCODER_MAX_JOBS")  # per worker process
@@ -50,10 +64,17 @@ class TranscoderSettings(CommonSettings):
         """The arq queue, under the stack's Redis prefix so stacks and test runs never mix."""
         return f"{self.redis_key_prefix}arq:queue"
 
-    def preset_for(self, rendition: str) -> str:
+    @property
+    def keyframe_interval(self) -> float:
+        return self.keyframe_seconds or float(self.segment_seconds)
+
+    def x264_params_for(self, *, detailed: bool) -> str:
+        return self.x264_params_detailed if detailed else self.x264_params
+
+    def preset_for(self, rendition: str, *, detailed: bool = False) -> str:
         per_rung = {
             "480p": self.x264_preset_480p,
             "720p": self.x264_preset_720p,
             "1080p": self.x264_preset_1080p,
         }.get(rendition, "")
-        return per_rung or self.x264_preset
+        return per_rung or (self.x264_preset_detailed if detailed else self.x264_preset)
