@@ -24,17 +24,21 @@ class TranscoderSettings(CommonSettings):
     # detail) and the encoder's efficiency shows; ordinary content gets the fast preset,
     # where a slower one buys nothing visible. A per-rung preset overrides both.
     x264_preset: str = Field("veryfast", alias="TRANSCODER_X264_PRESET")
-    x264_preset_detailed: str = Field("faster", alias="TRANSCODER_X264_PRESET_DETAILED")
+    x264_preset_detailed: str = Field("veryfast", alias="TRANSCODER_X264_PRESET_DETAILED")
     detailed_content_bpp: float = Field(0.35, ge=0, alias="TRANSCODER_DETAILED_CONTENT_BPP")
     x264_preset_480p: str = Field("", alias="TRANSCODER_X264_PRESET_480P")
     x264_preset_720p: str = Field("", alias="TRANSCODER_X264_PRESET_720P")
     x264_preset_1080p: str = Field("", alias="TRANSCODER_X264_PRESET_1080P")
     # Extra x264 options ("key=value:..."), for ordinary and for detailed content. aq-mode=2
-    # helps both; trellis=1 wins back part of what a fast preset loses on detailed content
-    # but costs ~6% CPU for nothing visible on ordinary content (numbers in the README).
+    # helps both. For detailed content, what wins back most of what the fast preset loses
+    # for little CPU: trellis=1, a longer mb-tree lookahead (30 frames; 10 is veryfast's)
+    # and x264's grain-tune deblocking (-2,-2), which keeps the texture that noisy content
+    # is made of. A slower subme or preset bought less per CPU second (README, Benchmark).
+    # trellis costs ~6% CPU for nothing visible on ordinary content.
     x264_params: str = Field("aq-mode=2", alias="TRANSCODER_X264_PARAMS")
     x264_params_detailed: str = Field(
-        "trellis=1:aq-mode=2", alias="TRANSCODER_X264_PARAMS_DETAILED"
+        "trellis=1:aq-mode=2:deblock=-2,-2:rc-lookahead=30",
+        alias="TRANSCODER_X264_PARAMS_DETAILED",
     )
     audio_bitrate: str = Field("128k", alias="TRANSCODER_AUDIO_BITRATE")
     segment_seconds: int = Field(10, ge=1, alias="TRANSCODER_SEGMENT_SECONDS")
