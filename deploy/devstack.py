@@ -320,9 +320,22 @@ def _terminate(pid: int, timeout: float = 10) -> None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            os.kill(pid, 0)
+            if _exited(pid):
+                return
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def _exited(pid: int) -> bool:
+    """True once `pid` is gone; reaps it when it is our child (a zombie still answers kill 0)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # started by another launcher: only its existence can be asked
+        os.kill(pid, 0)  # raises ProcessLookupError once it is gone
+        return False
+    return reaped == pid
 
 
 # --- the stack ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -67,3 +68,15 @@ def test_closed_ports_get_private_servers_that_stop_with_down():
     for pattern in (str(data_dir), f"redis-server 127.0.0.1:{rd}"):
         leftovers = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
         assert leftovers == "", leftovers
+
+
+def test_stopping_a_private_server_started_by_this_launcher_does_not_wait_for_the_timeout():
+    """`make up` started it, so it is our child: it must be reaped, not polled as a zombie."""
+    from deploy.devstack import _terminate
+
+    child = subprocess.Popen(["sleep", "60"])
+    started = time.monotonic()
+    _terminate(child.pid, timeout=30)
+    assert time.monotonic() - started < 5
+    with pytest.raises(ChildProcessError):  # already reaped
+        os.waitpid(child.pid, os.WNOHANG)
