@@ -318,24 +318,13 @@ def stop_private_infra(data_dir: Path) -> None:
 def _terminate(pid: int, timeout: float = 10) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _exited(pid):
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-
-
-def _exited(pid: int) -> bool:
-    """True once `pid` is gone; reaps it when it is our child (a zombie still answers kill 0)."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # started by another launcher: only its existence can be asked
-        os.kill(pid, 0)  # raises ProcessLookupError once it is gone
-        return False
-    return reaped == pid
 
 
 # --- the stack ----------------------------------------------------------------------------
@@ -467,6 +456,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` still runs. Reaps it when it is our child: a zombie still answers kill 0."""
+    with contextlib.suppress(ChildProcessError):  # not our child: only kill 0 can tell
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import redis
 
+from deploy.devstack import _terminate
 from videoflix_shared.testing.plugin import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,8 +73,6 @@ def test_closed_ports_get_private_servers_that_stop_with_down():
 
 def test_stopping_a_private_server_started_by_this_launcher_does_not_wait_for_the_timeout():
     """`make up` started it, so it is our child: it must be reaped, not polled as a zombie."""
-    from deploy.devstack import _terminate
-
     child = subprocess.Popen(["sleep", "60"])
     started = time.monotonic()
     _terminate(child.pid, timeout=30)
