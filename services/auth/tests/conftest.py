@@ -54,6 +54,8 @@ def make_settings(
             "AUTH_LOGIN_LIMIT_PER_EMAIL": 10_000,
             "AUTH_RESET_LIMIT_PER_IP": 10_000,
             "AUTH_RESET_LIMIT_PER_EMAIL": 10_000,
+            "AUTH_REGISTER_LIMIT_PER_IP": 10_000,
+            "AUTH_EMAIL_LIMIT_PER_ADDRESS": 10_000,
             "AUTH_RESET_RESPONSE_FLOOR_MS": 0,
             "LOG_LEVEL": "WARNING",
             **overrides,

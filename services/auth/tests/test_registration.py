@@ -188,16 +188,85 @@ async def test_email_uniqueness_ignores_case(api, db):
     assert db.query("SELECT count(*) FROM users WHERE email = %s", email)[0][0] == 1
 
 
-async def test_registering_an_unactivated_address_again_sends_a_fresh_link(api, db):
-    email = api.new_email()
-    await api.register(email)
-    old_uid, old_token = api.activation_link(email)
+def already_registered_link(api, email: str) -> tuple[str, str]:
+    """(uidb64, token) of the activation link in the newest "someone tried to register" event."""
+    notices = api.db.events("auth.user.already_registered", email)
+    assert notices and notices[-1]["activation_url"], notices
+    return api.link_parts(notices[-1]["activation_url"])
 
-    assert (await api.register(email, "Brand-New-Pass-9")).status_code == 201
 
-    assert len(db.events("auth.user.registered", email)) == 2
-    assert (await api.client.get(f"/api/activate/{old_uid}/{old_token}/")).status_code == 200
-    # Activating with one link spends the other one too.
-    new_uid, new_token = api.activation_link(email)
-    assert (await api.client.get(f"/api/activate/{new_uid}/{new_token}/")).status_code == 400
-    assert (await api.login(email, "Brand-New-Pass-9")).status_code == 200
+async def activate(api, uid: str, token: str) -> int:
+    return (await api.client.get(f"/api/activate/{uid}/{token}/")).status_code
+
+
+OWNER_PASSWORD = "Owner-Chose-This-1"
+ATTACKER_PASSWORD = "Attacker-Chose-2"
+
+
+async def test_takeover_owner_registers_first_attacker_second(api, db):
+    email = api.new_email("owner-first")
+    assert (await api.register(email, OWNER_PASSWORD)).status_code == 201
+    owner_link = api.activation_link(email)
+    hash_before = db.user(email)["password_hash"]
+
+    attacker = await api.register(email, ATTACKER_PASSWORD)
+
+    assert attacker.status_code == 201
+    assert attacker.json() == {"user": {"email": email}, **REGISTERED}
+    assert db.user(email)["password_hash"] == hash_before  # registration changed nothing
+    assert len(db.events("auth.user.registered", email)) == 1
+    attempt_link = already_registered_link(api, email)  # the owner is told, with its own link
+
+    assert await activate(api, *owner_link) == 200
+    assert (await api.login(email, OWNER_PASSWORD)).status_code == 200
+    assert (await api.login(email, ATTACKER_PASSWORD)).status_code == 400
+    # The attempt's link was spent by the activation: it cannot switch the password later.
+    assert await activate(api, *attempt_link) == 400
+    assert (await api.login(email, ATTACKER_PASSWORD)).status_code == 400
+    assert (await api.login(email, OWNER_PASSWORD)).status_code == 200
+
+
+async def test_takeover_attacker_registers_first_owner_second(api, db):
+    email = api.new_email("attacker-first")
+    assert (await api.register(email, ATTACKER_PASSWORD)).status_code == 201
+    attacker_link = api.activation_link(email)  # sent to the owner's mailbox, never clicked
+
+    assert (await api.register(email, OWNER_PASSWORD)).status_code == 201
+    owner_link = already_registered_link(api, email)
+    assert len(db.events("auth.user.registered", email)) == 1
+
+    assert await activate(api, *owner_link) == 200
+    assert (await api.login(email, OWNER_PASSWORD)).status_code == 200
+    assert (await api.login(email, ATTACKER_PASSWORD)).status_code == 400
+    assert await activate(api, *attacker_link) == 400
+    assert (await api.login(email, OWNER_PASSWORD)).status_code == 200
+
+
+async def test_each_activation_link_activates_the_password_of_its_own_registration(api, db):
+    email = api.new_email("bound")
+    passwords = ["First-Choice-11", "Second-Choice-22", "Third-Choice-33"]
+    for password in passwords:
+        assert (await api.register(email, password)).status_code == 201
+    links = [api.activation_link(email)] + [
+        api.link_parts(n["activation_url"])
+        for n in db.events("auth.user.already_registered", email)
+    ]
+    assert len(links) == 3
+
+    assert await activate(api, *links[1]) == 200
+
+    assert (await api.login(email, passwords[1])).status_code == 200
+    for other in (passwords[0], passwords[2]):
+        assert (await api.login(email, other)).status_code == 400
+    assert [await activate(api, *link) for link in (links[0], links[2])] == [400, 400]
+
+
+async def test_registering_an_activated_address_sends_no_activation_link(api, db):
+    email = await api.register_active()
+    await api.register(email, "Another-Pass-77")
+    [notice] = db.events("auth.user.already_registered", email)
+    assert notice.get("activation_url") is None
+    assert db.query(
+        "SELECT count(*) FROM link_tokens WHERE user_id = %s AND used_at IS NULL",
+        db.user(email)["id"],
+    ) == [(0,)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -9,6 +10,8 @@ import jwt
 import pytest
 
 from videoflix_shared.security import StaticKeySource, TokenVerifier, keys_from_jwks
+
+from .conftest import client_for
 
 LOGIN_FAILED = {"detail": "Please check your input and try again."}
 LOGOUT_OK = {
@@ -144,19 +147,80 @@ async def test_refresh_rotates_both_tokens(api):
     assert (await api.client.post("/api/token/refresh/")).status_code == 200
 
 
-async def test_refresh_token_reuse_revokes_family(api, db):
+async def test_refresh_token_reuse_revokes_family(start_app):
+    async with start_app(AUTH_REFRESH_REUSE_GRACE_SECONDS=1) as (_, api):
+        await api.logged_in()
+        stolen = api.client.cookies["refresh_token"]
+        assert (await api.client.post("/api/token/refresh/")).status_code == 200
+        legitimate = api.client.cookies["refresh_token"]
+        await asyncio.sleep(1.2)  # past the reuse grace: a replay is a stolen copy
+
+        # The thief replays the old token: refused, and the whole session family is revoked.
+        api.client.cookies.set("refresh_token", stolen)
+        reuse = await api.client.post("/api/token/refresh/")
+        assert reuse.status_code == 401
+        assert reuse.json() == {"detail": "Refresh token is invalid, expired or revoked."}
+
+        api.client.cookies.set("refresh_token", legitimate)
+        assert (await api.client.post("/api/token/refresh/")).status_code == 401
+
+
+async def test_refresh_token_presented_again_within_grace_gets_a_working_pair(auth_app, api):
     await api.logged_in()
-    stolen = api.client.cookies["refresh_token"]
+    first = api.client.cookies["refresh_token"]
+
+    async def refresh_with(refresh_token: str):
+        async with client_for(auth_app) as tab:
+            return await tab.post(
+                "/api/token/refresh/", headers={"Cookie": f"refresh_token={refresh_token}"}
+            )
+
+    rotated = await refresh_with(first)
+    assert rotated.status_code == 200
+    # A second tab still holding the old cookie, a moment later.
+    again = await refresh_with(first)
+    assert again.status_code == 200
+    successor, sibling = rotated.cookies["refresh_token"], again.cookies["refresh_token"]
+    assert len({first, successor, sibling}) == 3
+
+    # The session survives: both successors work (and rotate in turn).
+    for token in (successor, sibling):
+        response = await refresh_with(token)
+        assert response.status_code == 200
+        access = response.cookies["access_token"]
+        me = await api.client.get("/api/user/", headers={"Authorization": f"Bearer {access}"})
+        assert me.status_code == 200
+
+
+async def test_two_refreshes_at_the_same_moment_both_succeed(auth_app, api):
+    await api.logged_in()
+    cookie = api.client.cookies["refresh_token"]
+
+    async def post_with(path: str, refresh_token: str):
+        # A tab of its own (no shared cookie jar), holding only this refresh cookie.
+        async with client_for(auth_app) as tab:
+            return await tab.post(path, headers={"Cookie": f"refresh_token={refresh_token}"})
+
+    results = await asyncio.gather(*(post_with("/api/token/refresh/", cookie) for _ in range(2)))
+
+    assert [r.status_code for r in results] == [200, 200]
+    new_tokens = {r.cookies["refresh_token"] for r in results}
+    assert len(new_tokens) == 2 and cookie not in new_tokens
+    for response in results:
+        access = response.cookies["access_token"]
+        me = await api.client.get("/api/user/", headers={"Authorization": f"Bearer {access}"})
+        assert me.status_code == 200
+    for token in new_tokens:
+        assert (await post_with("/api/token/refresh/", token)).status_code == 200
+
+
+async def test_refresh_within_grace_of_a_logged_out_session_is_refused(api):
+    await api.logged_in()
+    first = api.client.cookies["refresh_token"]
     assert (await api.client.post("/api/token/refresh/")).status_code == 200
-    legitimate = api.client.cookies["refresh_token"]
-
-    # The thief replays the old token: refused, and the whole session family is revoked.
-    api.client.cookies.set("refresh_token", stolen)
-    reuse = await api.client.post("/api/token/refresh/")
-    assert reuse.status_code == 401
-    assert reuse.json() == {"detail": "Refresh token is invalid, expired or revoked."}
-
-    api.client.cookies.set("refresh_token", legitimate)
+    csrf = api.client.cookies["csrftoken"]
+    assert (await api.client.post("/api/logout/", headers={"X-CSRFToken": csrf})).status_code == 200
+    api.client.cookies.set("refresh_token", first)
     assert (await api.client.post("/api/token/refresh/")).status_code == 401
 
 

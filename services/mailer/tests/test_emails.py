@@ -85,6 +85,30 @@ def test_already_registered_email_links_login_and_password_reset():
     assert extract_links(text=text, html=html) == [event.login_url, event.password_reset_url]
 
 
+def test_already_registered_email_for_an_inactive_account_carries_the_attempts_link():
+    now = utcnow()
+    event = UserAlreadyRegistered(
+        user_id=5,
+        email="pending@example.com",
+        login_url="http://127.0.0.1:5500/pages/auth/login.html",
+        password_reset_url="http://127.0.0.1:5500/pages/auth/forgot_password.html",
+        activation_url="http://127.0.0.1:5500/pages/auth/activate.html?uid=NQ&token=t-2",
+        expires_at=now + timedelta(hours=24),
+        occurred_at=now,
+    )
+    message = reparse(renderer.render(event))
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert message["Subject"] == "Someone tried to register with your email address on Videoflix"
+    assert extract_links(text=text, html=html) == [event.activation_url]
+    assert "If this was not you, ignore this email; nothing changes." in text
+    assert "the password you just chose" in text
+    assert "expires in 24 hours (until " in text
+    assert "Activate with this password</a>" in html
+    assert "ignore this email; nothing changes." in html
+    assert "You already have an account" not in text + html
+
+
 def test_values_are_html_escaped_in_the_html_part_only():
     event = user_registered(
         "x@example.com", activation_url='http://host/a?x=1&y="><script>alert(1)</script>'

@@ -24,9 +24,23 @@ class Base(DeclarativeBase):
     """Declarative base for one service's models (each service has its own database)."""
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    pool_timeout: float = 30,
+    echo: bool = False,
+) -> AsyncEngine:
+    """An engine whose pool waits at most `pool_timeout` s for a connection (then
+    sqlalchemy.exc.TimeoutError, answered 503 by the shared error handlers)."""
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        echo=echo,
     )
 
 

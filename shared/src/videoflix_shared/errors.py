@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -81,6 +82,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FieldErrors)
     async def field_errors(request: Request, exc: FieldErrors) -> JSONResponse:
         return JSONResponse(exc.errors, status_code=exc.status_code)
+
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    async def pool_exhausted(request: Request, exc: sqlalchemy.exc.TimeoutError) -> JSONResponse:
+        # Every database connection stayed busy past the pool timeout: overload, not a bug.
+        logger.warning("database pool exhausted on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": "Service temporarily unavailable. Please try again shortly."},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:

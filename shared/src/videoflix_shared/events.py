@@ -44,7 +44,12 @@ class UserRegistered(Event):
 
 
 class UserAlreadyRegistered(Event):
-    """Someone registered with an address that has an account: tell its owner."""
+    """Someone registered with an address that has an account: tell its owner.
+
+    When the account is not activated yet, `activation_url` (with `expires_at`) is a fresh
+    link that activates exactly the password of this attempt, should the owner have made it;
+    both are absent for an active account (and in events from before they existed).
+    """
 
     subject: ClassVar[str] = "auth.user.already_registered"
     stream: ClassVar[str] = "AUTH"
@@ -52,6 +57,8 @@ class UserAlreadyRegistered(Event):
     email: EmailStr
     login_url: str
     password_reset_url: str
+    activation_url: str | None = None
+    expires_at: datetime | None = None
 
 
 class PasswordResetRequested(Event):

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_auth import schemas
 from videoflix_auth.keys import KeySet
+from videoflix_auth.passwords import HashingBusy
 from videoflix_auth.ratelimit import RateLimited
 from videoflix_auth.service import (
     AuthService,
@@ -48,6 +49,7 @@ REFRESHED = "Token refreshed"
 RESET_SENT = "An email has been sent to reset your password."
 RESET_DONE = "Your Password has been successfully reset."
 RATE_LIMITED = "Too many attempts. Please try again later."
+BUSY = "The service is busy. Please try again shortly."
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +123,15 @@ def delete_session_cookies(response: Response, settings: AuthSettings) -> None:
 
 
 @router.post("/api/register/", status_code=201, response_model=schemas.RegisterResponse)
-async def register(body: schemas.RegisterRequest, session: Session, service: Service) -> dict:
+async def register(
+    body: schemas.RegisterRequest, request: Request, session: Session, service: Service
+) -> dict:
     email = await service.register(
         session,
         email=body.email,
         password=body.password,
         confirmed_password=body.confirmed_password,
+        client_ip=client_ip(request),
     )
     return {"user": {"email": email}, "detail": REGISTERED}
 
@@ -274,6 +279,16 @@ def install_exception_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(InterfaceError, database_unavailable)
+
+    @app.exception_handler(HashingBusy)
+    async def hashing_busy(request: Request, exc: HashingBusy) -> JSONResponse:
+        # Overload (a registration flood): shed this request instead of queueing it.
+        logger.warning("password hashing saturated on %s", request.url.path)
+        return JSONResponse(
+            {"detail": BUSY},
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:

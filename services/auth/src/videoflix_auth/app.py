@@ -57,7 +57,12 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys = load_key_set(settings.keys_dir, generate_if_missing=not settings.is_production)
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_overflow,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         session_factory = create_session_factory(engine)
         redis = create_redis(settings)
         bus = EventBus.from_settings(settings)
@@ -68,6 +73,8 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                 time_cost=settings.argon2_time_cost,
                 memory_kib=settings.argon2_memory_kib,
                 parallelism=settings.argon2_parallelism,
+                max_concurrent=settings.hash_concurrency,
+                wait_seconds=settings.hash_wait_seconds,
             ),
             keys=keys,
             limiter=RateLimiter(redis, settings),

@@ -39,13 +39,26 @@ def user_registered(
 
 
 def user_already_registered(
-    settings: AuthSettings, *, user_id: int, email: str
+    settings: AuthSettings,
+    *,
+    user_id: int,
+    email: str,
+    token: str | None = None,
+    expires_at: datetime | None = None,
 ) -> UserAlreadyRegistered:
+    """The owner's notice; with `token` (inactive account) it carries that attempt's link."""
+    activation_url = None
+    if token is not None:
+        activation_url = frontend_link(
+            settings, ACTIVATION_PAGE, uid=encode_uid(user_id), token=token
+        )
     return UserAlreadyRegistered(
         user_id=user_id,
         email=email,
         login_url=frontend_link(settings, settings.frontend_login_path),
         password_reset_url=frontend_link(settings, settings.frontend_forgot_password_path),
+        activation_url=activation_url,
+        expires_at=expires_at,
     )
 
 

@@ -50,7 +50,12 @@ class User(Base):
 
 
 class LinkToken(Base):
-    """An activation or password-reset link: single use, expiring."""
+    """An activation or password-reset link: single use, expiring.
+
+    An activation link carries the password hash submitted with the registration that made
+    it: activating sets exactly that password, so a link can never activate a password
+    someone else chose for the address (NULL for reset links and links made before).
+    """
 
     __tablename__ = "link_tokens"
 
@@ -61,6 +66,7 @@ class LinkToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (
         CheckConstraint(

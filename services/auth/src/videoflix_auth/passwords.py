@@ -1,7 +1,10 @@
 """Passwords: argon2id hashing and the rules a new password must meet.
 
 Hashing runs in a worker thread: argon2 is deliberately slow and would otherwise block the
-event loop for every other request. `PasswordHasher.burn` spends the same time as a real
+event loop for every other request. At most `max_concurrent` hashes run at once per process:
+a flood of registrations queues here instead of taking every core (and memory) from the
+requests that do not hash, and a request that cannot get a slot within `wait_seconds` gets
+`HashingBusy` (a 503 with Retry-After) instead of waiting without bound. `PasswordHasher.burn` spends the same time as a real
 hash/verify for branches that have no user, so timing does not reveal whether an address
 has an account.
 """
@@ -10,13 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
+from collections.abc import Callable
 from importlib import resources
+from typing import TypeVar
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 takes any length; a cap keeps hashing cost bounded
+
+T = TypeVar("T")
+
+
+class HashingBusy(Exception):
+    """Every hashing slot stayed taken for longer than the wait bound."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"password hashing is saturated, retry after {retry_after}s")
+        self.retry_after = retry_after
 
 
 @functools.cache
@@ -46,7 +62,15 @@ def password_problems(password: str, *, email: str) -> list[str]:
 
 
 class PasswordHasher:
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    def __init__(
+        self,
+        *,
+        time_cost: int,
+        memory_kib: int,
+        parallelism: int,
+        max_concurrent: int = 1,
+        wait_seconds: float = 2.0,
+    ) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_kib,
@@ -55,19 +79,32 @@ class PasswordHasher:
         )
         # A hash no password matches, verified against when there is no user.
         self._dummy_hash = self._hasher.hash("videoflix-dummy-password")
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._wait_seconds = wait_seconds
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self._in_slot(self._hasher.hash, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        return await asyncio.to_thread(self._verify, password_hash, password)
+        return await self._in_slot(self._verify, password_hash, password)
 
     async def burn(self, password: str) -> None:
         """Spend the time of a verification without a real hash (unknown account)."""
-        await asyncio.to_thread(self._verify, self._dummy_hash, password)
+        await self._in_slot(self._verify, self._dummy_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)
+
+    async def _in_slot(self, work: Callable[..., T], *args: str) -> T:
+        try:
+            async with asyncio.timeout(self._wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise HashingBusy(max(1, math.ceil(self._wait_seconds))) from None
+        try:
+            return await asyncio.to_thread(work, *args)
+        finally:
+            self._slots.release()
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

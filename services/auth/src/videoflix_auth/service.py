@@ -7,7 +7,14 @@ Enumeration: register, login and password reset must not tell whether an address
 account, neither by answer nor by time. Register hashes the password in both branches,
 login verifies against a dummy hash when there is no user, and a reset request answers no
 sooner than a fixed floor (its known-address branch writes a link and an event, the other
-branch nothing).
+branch nothing). Rate limits count the submitted address whether or not it has an account.
+
+Registration never changes an existing account: each activation link carries the password
+hash of the registration that made it, and activating sets exactly that password and spends
+every other open activation link, so no link can activate a password its clicker did not set.
+
+Overload: password hashing never runs while the session holds a database connection (the
+pool is shared with requests that do not hash), and is bounded by the hasher's slots.
 """
 
 from __future__ import annotations
@@ -126,13 +133,57 @@ class AuthService:
     # -- registration and activation ---------------------------------------------------------
 
     async def register(
-        self, session: AsyncSession, *, email: str, password: str, confirmed_password: str
+        self,
+        session: AsyncSession,
+        *,
+        email: str,
+        password: str,
+        confirmed_password: str,
+        client_ip: str,
     ) -> str:
         """Create an inactive account and send its activation link; returns the address.
 
-        An address with an active account gets the same answer and an email telling its
-        owner; an inactive one gets the new password and a fresh activation link.
+        An existing address keeps its account exactly as it is, with the same answer: its
+        owner is told someone tried to register; while the account is not activated, that
+        email carries a link activating this attempt's password (in case it was the owner).
         """
+        normalized = self._validated_registration(email, password, confirmed_password)
+        await self.limiter.hit(
+            Limit(
+                "register:ip",
+                client_ip,
+                self.settings.register_limit_per_ip,
+                self.settings.register_window_seconds,
+            ),
+            self._email_budget(normalized),
+        )
+        # Before the first query (no connection held), and in every branch: same time.
+        password_hash = await self.hasher.hash(password)
+        user_id = await session.scalar(
+            insert(User)
+            .values(email=normalized, password_hash=password_hash)
+            .on_conflict_do_nothing(index_elements=[User.email])
+            .returning(User.id)
+        )
+        if user_id is not None:
+            token, expires_at = await self._new_activation_link(session, user_id, password_hash)
+            add_event(
+                session,
+                events.user_registered(
+                    self.settings,
+                    user_id=user_id,
+                    email=normalized,
+                    token=token,
+                    expires_at=expires_at,
+                ),
+            )
+        else:
+            await self._tell_owner_of_attempt(session, normalized, password_hash)
+        await self._commit_with_event(session)
+        return normalized
+
+    def _validated_registration(self, email: str, password: str, confirmed_password: str) -> str:
+        """The normalised address, or FieldErrors naming every broken rule at once."""
         normalized = normalize_email(email)
         errors: dict[str, list[str]] = {}
         if normalized is None:
@@ -145,52 +196,54 @@ class AuthService:
         if errors:
             raise FieldErrors(errors)
         assert normalized is not None
-
-        password_hash = await self.hasher.hash(password)  # both branches: same time
-        user_id = await session.scalar(
-            insert(User)
-            .values(email=normalized, password_hash=password_hash)
-            .on_conflict_do_nothing(index_elements=[User.email])
-            .returning(User.id)
-        )
-        if user_id is not None:
-            await self._send_activation(session, user_id=user_id, email=normalized)
-        else:
-            existing = await session.scalar(
-                select(User).where(User.email == normalized).with_for_update()
-            )
-            assert existing is not None
-            if existing.is_active:
-                add_event(
-                    session,
-                    events.user_already_registered(
-                        self.settings, user_id=existing.id, email=existing.email
-                    ),
-                )
-            else:
-                existing.password_hash = password_hash
-                await self._send_activation(session, user_id=existing.id, email=existing.email)
-        await self._commit_with_event(session)
         return normalized
 
-    async def _send_activation(self, session: AsyncSession, *, user_id: int, email: str) -> None:
-        token, expires_at = await self._new_link(
+    async def _tell_owner_of_attempt(
+        self, session: AsyncSession, email: str, password_hash: str
+    ) -> None:
+        """The "someone tried to register" event; the account itself is left untouched."""
+        # Locked so an activation running now sees (and spends) the link made here.
+        existing = await session.scalar(select(User).where(User.email == email).with_for_update())
+        assert existing is not None
+        token = expires_at = None
+        if not existing.is_active:
+            token, expires_at = await self._new_activation_link(session, existing.id, password_hash)
+        add_event(
+            session,
+            events.user_already_registered(
+                self.settings,
+                user_id=existing.id,
+                email=existing.email,
+                token=token,
+                expires_at=expires_at,
+            ),
+        )
+
+    async def _new_activation_link(
+        self, session: AsyncSession, user_id: int, password_hash: str
+    ) -> tuple[str, datetime]:
+        return await self._new_link(
             session,
             user_id=user_id,
             purpose=ACTIVATION,
             ttl_seconds=self.settings.activation_ttl_seconds,
-        )
-        add_event(
-            session,
-            events.user_registered(
-                self.settings, user_id=user_id, email=email, token=token, expires_at=expires_at
-            ),
+            password_hash=password_hash,
         )
 
     async def activate(self, session: AsyncSession, *, uidb64: str, token: str) -> None:
+        """Activate the account with the password of the registration this link came from."""
         link = await self._valid_link(session, uidb64=uidb64, token=token, purpose=ACTIVATION)
+        # Lock the user first: a registration attempt committing its link meanwhile is then
+        # visible to _consume_link, which spends it with every other open activation link.
+        user = await session.scalar(select(User).where(User.id == link.user_id).with_for_update())
+        assert user is not None  # link tokens cascade with their user
+        if user.is_active:
+            await session.rollback()
+            raise InvalidLink(LINK_MESSAGES[ACTIVATION]["used"])
         await self._consume_link(session, link)
-        await session.execute(update(User).where(User.id == link.user_id).values(is_active=True))
+        user.is_active = True
+        if link.password_hash is not None:  # links from before the column keep the user's
+            user.password_hash = link.password_hash
         await session.commit()
 
     # -- sessions ------------------------------------------------------------------------------
@@ -217,6 +270,7 @@ class AuthService:
         user = None
         if normalized is not None:
             user = await session.scalar(select(User).where(User.email == normalized))
+            await self._release_connection(session)  # before verifying
         if user is None:
             await self.hasher.burn(password)
             raise InvalidCredentials
@@ -234,8 +288,10 @@ class AuthService:
     async def refresh(self, session: AsyncSession, *, refresh_token: str) -> IssuedSession:
         """Exchange a refresh token for a new access token and its rotated successor.
 
-        A token presented after it was already exchanged is a copy in someone else's hands:
-        the whole family (this login session) is revoked.
+        A token presented again within the reuse grace after it was exchanged (two tabs,
+        parallel requests after a 401, a lost response) gets another successor in the same
+        family. Later, it is a copy in someone else's hands: the whole family (this login
+        session) is revoked.
         """
         if not refresh_token or len(refresh_token) > MAX_SECRET_LENGTH:
             raise InvalidRefreshToken
@@ -253,20 +309,9 @@ class AuthService:
                 .returning(RefreshToken.user_id, RefreshToken.family_id)
             )
         ).one_or_none()
-        if claimed is None:
-            stored = await session.scalar(
-                select(RefreshToken).where(RefreshToken.token_hash == token_hash)
-            )
-            if stored is not None and stored.used_at is not None and stored.revoked_at is None:
-                logger.warning(
-                    "refresh token reuse for user %s: revoking session family %s",
-                    stored.user_id,
-                    stored.family_id,
-                )
-                await self._revoke_family(session, stored.family_id)
-                await session.commit()
-            raise InvalidRefreshToken
-        user_id, family_id = claimed
+        # Two presentations at once: the second UPDATE waits for the first one's row lock,
+        # then matches nothing (used_at is set) and reads the committed claim below.
+        user_id, family_id = claimed or await self._reuse_within_grace(session, token_hash)
         user = await session.get(User, user_id)
         if user is None or not user.is_active:
             await self._revoke_family(session, family_id)
@@ -275,6 +320,37 @@ class AuthService:
         new_token = await self._new_refresh_token(session, user_id=user.id, family_id=family_id)
         await session.commit()
         return IssuedSession(user, self._access_token(user), new_token)
+
+    async def _reuse_within_grace(
+        self, session: AsyncSession, token_hash: str
+    ) -> tuple[int, uuid.UUID]:
+        """(user id, family) of an exchanged token presented again within the grace;
+        otherwise InvalidRefreshToken, after revoking the family if the token was reused."""
+        grace = timedelta(seconds=self.settings.refresh_reuse_grace_seconds)
+        stored = (
+            await session.execute(
+                select(
+                    RefreshToken.user_id,
+                    RefreshToken.family_id,
+                    RefreshToken.used_at,
+                    RefreshToken.revoked_at,
+                    (RefreshToken.used_at > func.now() - grace).label("in_grace"),
+                    (RefreshToken.expires_at > func.now()).label("unexpired"),
+                ).where(RefreshToken.token_hash == token_hash)
+            )
+        ).one_or_none()
+        if stored is None or stored.used_at is None or stored.revoked_at is not None:
+            raise InvalidRefreshToken  # unknown, expired unused, or revoked already
+        if stored.in_grace and stored.unexpired:
+            return stored.user_id, stored.family_id
+        logger.warning(
+            "refresh token reuse for user %s: revoking session family %s",
+            stored.user_id,
+            stored.family_id,
+        )
+        await self._revoke_family(session, stored.family_id)
+        await session.commit()
+        raise InvalidRefreshToken
 
     async def logout(self, session: AsyncSession, *, refresh_token: str) -> None:
         """Revoke the login session the refresh token belongs to (unknown tokens: nothing)."""
@@ -313,6 +389,7 @@ class AuthService:
                 self.settings.reset_limit_per_email,
                 self.settings.reset_window_seconds,
             ),
+            self._email_budget(normalized),
         )
         user = await session.scalar(
             select(User).where(User.email == normalized, User.is_active.is_(True))
@@ -360,6 +437,7 @@ class AuthService:
             errors["confirm_password"] = [PASSWORDS_DIFFER]
         if errors:
             raise FieldErrors(errors)
+        await self._release_connection(session)  # before hashing
         password_hash = await self.hasher.hash(new_password)
         await self._consume_link(session, link)
         user.password_hash = password_hash
@@ -439,14 +517,40 @@ class AuthService:
             .values(revoked_at=func.now())
         )
 
+    def _email_budget(self, email: str) -> Limit:
+        """The emails one address may be sent per window, shared by every endpoint that
+        sends one (keyed on the submitted address, account or not)."""
+        return Limit(
+            "email:address",
+            email,
+            self.settings.email_limit_per_address,
+            self.settings.email_window_seconds,
+        )
+
+    @staticmethod
+    async def _release_connection(session: AsyncSession) -> None:
+        """End the (read-only so far) transaction: the connection goes back to the pool
+        while this request hashes. Loaded objects stay usable (expire_on_commit=False)."""
+        await session.commit()
+
     async def _new_link(
-        self, session: AsyncSession, *, user_id: int, purpose: str, ttl_seconds: int
+        self,
+        session: AsyncSession,
+        *,
+        user_id: int,
+        purpose: str,
+        ttl_seconds: int,
+        password_hash: str | None = None,
     ) -> tuple[str, datetime]:
         token = new_secret()
         expires_at = utcnow() + timedelta(seconds=ttl_seconds)
         session.add(
             LinkToken(
-                user_id=user_id, purpose=purpose, token_hash=digest(token), expires_at=expires_at
+                user_id=user_id,
+                purpose=purpose,
+                token_hash=digest(token),
+                expires_at=expires_at,
+                password_hash=password_hash,
             )
         )
         await session.flush()

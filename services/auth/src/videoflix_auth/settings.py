@@ -42,6 +42,27 @@ class AuthSettings(CommonSettings):
     reset_limit_per_email: int = Field(3, ge=1, alias="AUTH_RESET_LIMIT_PER_EMAIL")
     reset_window_seconds: int = Field(3600, ge=1, alias="AUTH_RESET_WINDOW_SECONDS")
 
+    # Registration per client IP; and every email an address can be sent (activation,
+    # "someone tried to register", password reset) shares one budget per address, counted
+    # for every submission whether or not the address has an account.
+    register_limit_per_ip: int = Field(20, ge=1, alias="AUTH_REGISTER_LIMIT_PER_IP")
+    register_window_seconds: int = Field(3600, ge=1, alias="AUTH_REGISTER_WINDOW_SECONDS")
+    email_limit_per_address: int = Field(5, ge=1, alias="AUTH_EMAIL_LIMIT_PER_ADDRESS")
+    email_window_seconds: int = Field(3600, ge=1, alias="AUTH_EMAIL_WINDOW_SECONDS")
+
+    # A rotated refresh token presented again within this many seconds (two tabs, parallel
+    # requests after a 401) gets a new pair in its session instead of revoking it.
+    refresh_reuse_grace_seconds: int = Field(20, ge=0, alias="AUTH_REFRESH_REUSE_GRACE_SECONDS")
+
+    # Overload: at most this many argon2 computations at once per process; a request that
+    # waits longer than AUTH_HASH_WAIT_SECONDS for one answers 503 with Retry-After.
+    hash_concurrency: int = Field(1, ge=1, alias="AUTH_HASH_CONCURRENCY")
+    hash_wait_seconds: float = Field(2.0, gt=0, alias="AUTH_HASH_WAIT_SECONDS")
+    # Database pool per process; waiting longer than the timeout for a connection is a 503.
+    db_pool_size: int = Field(10, ge=1, alias="AUTH_DB_POOL_SIZE")
+    db_pool_overflow: int = Field(10, ge=0, alias="AUTH_DB_POOL_OVERFLOW")
+    db_pool_timeout_seconds: float = Field(5.0, gt=0, alias="AUTH_DB_POOL_TIMEOUT_SECONDS")
+
     # A reset request for an unknown address does less work than for a known one; both
     # answer no sooner than this, so response time does not tell which it was.
     reset_response_floor_ms: int = Field(150, ge=0, alias="AUTH_RESET_RESPONSE_FLOOR_MS")
