@@ -1,4 +1,5 @@
-"""Redis rate limits on login and password reset; the admin account from the environment."""
+"""Redis rate limits on login, registration, password reset and the emails one address is
+sent; the admin account from the environment."""
 
 from __future__ import annotations
 
@@ -88,6 +89,75 @@ async def test_password_reset_rate_limits_per_email_and_per_ip(start_app, db):
         ).status_code == 429
 
 
+async def test_registration_is_limited_per_address_whether_or_not_it_has_an_account(start_app, db):
+    async with start_app(
+        client_ip=fresh_client_ip(), AUTH_EMAIL_LIMIT_PER_ADDRESS=3, AUTH_EMAIL_WINDOW_SECONDS=60
+    ) as (_, api):
+        active, pending, unknown = (
+            await api.register_active(),
+            api.new_email("pending"),
+            api.new_email("unknown"),
+        )
+        await api.register(pending)
+        answers = {}
+        for email in (active, pending, unknown):
+            statuses = [(await api.register(email)).status_code for _ in range(6)]
+            limited = await api.register(email)
+            answers[email] = (statuses, limited.status_code, limited.json())
+            assert int(limited.headers["retry-after"]) > 0
+        # Each address was sent at most 3 emails in the window, however often submitted.
+        for email in (active, pending, unknown):
+            sent = len(db.events("auth.user.registered", email)) + len(
+                db.events("auth.user.already_registered", email)
+            )
+            assert sent <= 3, (email, sent)
+        # The same answers for an active, a pending and an unknown address.
+        assert answers[active][0] == [201, 201, 429, 429, 429, 429]  # 1 sent at registration
+        assert answers[pending][0] == answers[active][0]
+        assert answers[unknown][0] == [201, 201, 201, 429, 429, 429]
+        assert {a[1:] == (429, RATE_LIMITED) for a in answers.values()} == {True}
+
+
+async def test_registration_is_limited_per_ip(start_app, db):
+    async with start_app(
+        client_ip=fresh_client_ip(), AUTH_REGISTER_LIMIT_PER_IP=3, AUTH_REGISTER_WINDOW_SECONDS=60
+    ) as (_, api):
+        emails = [api.new_email("ip") for _ in range(5)]
+        statuses = [(await api.register(email)).status_code for email in emails]
+        assert statuses == [201, 201, 201, 429, 429]
+        assert db.user(emails[3]) is None and db.events("auth.user.registered", emails[3]) == []
+    # Another client IP is not affected.
+    async with start_app(
+        client_ip=fresh_client_ip(), AUTH_REGISTER_LIMIT_PER_IP=3, AUTH_REGISTER_WINDOW_SECONDS=60
+    ) as (_, other):
+        assert (await other.register(other.new_email("ip"))).status_code == 201
+
+
+async def test_register_and_password_reset_share_one_email_budget_per_address(start_app, db):
+    async with start_app(
+        client_ip=fresh_client_ip(), AUTH_EMAIL_LIMIT_PER_ADDRESS=5, AUTH_EMAIL_WINDOW_SECONDS=60
+    ) as (_, api):
+        email = await api.register_active()  # one email (the activation) spent
+        statuses = []
+        for i in range(12):
+            if i % 2:
+                response = await api.client.post("/api/password_reset/", json={"email": email})
+            else:
+                response = await api.register(email, "Someone-Else-9")
+            statuses.append(response.status_code)
+        assert statuses[:4] == [201, 200, 201, 200]
+        assert set(statuses[4:]) == {429}
+        emails = sum(
+            len(db.events(subject, email))
+            for subject in (
+                "auth.user.registered",
+                "auth.user.already_registered",
+                "auth.password_reset.requested",
+            )
+        )
+        assert emails == 5
+
+
 async def test_admin_account_is_created_at_start_and_updated_idempotently(start_app, db):
     email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
     async with start_app(ADMIN_EMAIL=email.upper(), ADMIN_PASSWORD="Admin-Secret-2026") as (
@@ -145,3 +215,6 @@ async def test_login_and_reset_still_work_while_redis_is_down(start_app):
         assert (await api.login(email)).status_code == 200
         response = await api.client.post("/api/password_reset/", json={"email": email})
         assert response.status_code == 200
+        # Registration too (its limits fail open the same way).
+        assert (await api.register(api.new_email("no-redis"))).status_code == 201
+        assert (await api.register(email)).status_code == 201
