@@ -6,7 +6,8 @@ streams, and stops it afterwards. With `E2E_BASE_URL` set (and `E2E_MAIL_URL` fo
 sink, `E2E_ADMIN_EMAIL` / `E2E_ADMIN_PASSWORD` for the admin account) it uses a stack that is
 already up, for example compose. Such a stack must serve CORS to http://127.0.0.1:5500 (the
 test page's origin, served by the suite) and allow the suite's ~30 logins from one address
-within five minutes (AUTH_LOGIN_LIMIT_PER_IP; the started stack lifts the per-address limits,
+within five minutes and its registrations within an hour (AUTH_LOGIN_LIMIT_PER_IP,
+AUTH_REGISTER_LIMIT_PER_IP; the started stack lifts the per-address limits,
 the per-account limits the 429 tests prove keep their defaults).
 
 Everything here speaks HTTP to the gateway (and the mail sink's listing), never to a
@@ -220,6 +221,7 @@ def stack(
         # keep their defaults.
         "AUTH_LOGIN_LIMIT_PER_IP": "1000",
         "AUTH_RESET_LIMIT_PER_IP": "1000",
+        "AUTH_REGISTER_LIMIT_PER_IP": "1000",
     }
     env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"} | overrides
     # The launcher runs the services' console scripts: they sit beside this interpreter
