@@ -40,6 +40,7 @@ class Principal:
     redis_keys: tuple[str, ...] = ()  # glob patterns; "{p}" is the (escaped) key prefix
     redis_extra: tuple[str, ...] = ()  # ACL rules beyond the common ones
     database: str | None = None  # "auth" / "catalog": it owns that service's database
+    secrets: tuple[str, ...] = ()  # secret environment variables only this process gets
 
     @property
     def uses_nats(self) -> bool:
@@ -64,7 +65,13 @@ _ARQ_KEYS = (
 _LUA = ("+eval", "+evalsha", "+script|load", "+script|exists")
 
 PRINCIPALS: tuple[Principal, ...] = (
-    Principal("auth", owns=("AUTH",), redis_keys=("{p}auth:*",), database="auth"),
+    Principal(
+        "auth",
+        owns=("AUTH",),
+        redis_keys=("{p}auth:*",),
+        database="auth",
+        secrets=("ADMIN_EMAIL", "ADMIN_PASSWORD"),
+    ),
     Principal(
         "catalog",
         owns=("CATALOG",),
@@ -87,7 +94,11 @@ PRINCIPALS: tuple[Principal, ...] = (
         redis_extra=(*_LUA, "+info", "+dbsize"),
     ),
     Principal(
-        "mailer", reads=(Reads("AUTH", "mailer"),), redis_keys=("{p}mailer:*",), redis_extra=_LUA
+        "mailer",
+        reads=(Reads("AUTH", "mailer"),),
+        redis_keys=("{p}mailer:*",),
+        redis_extra=_LUA,
+        secrets=("SMTP_USER", "SMTP_PASSWORD"),
     ),
 )
 BY_NAME: dict[str, Principal] = {p.name: p for p in PRINCIPALS}
