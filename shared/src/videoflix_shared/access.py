@@ -52,8 +52,11 @@ class Principal:
 
 
 # arq keeps its keys under fixed names; the queue is <prefix>arq:queue and every job id
-# starts with <prefix>transcode: (videoflix_transcoder.queue), so all of it is prefixable.
+# starts with <prefix>transcode: (videoflix_transcoder.queue), so nearly all of it is
+# prefixable. `arq:abort` is not (arq's worker removes a finished job's id from it, and the
+# set is shared by every stack on the server): it holds job ids only.
 _ARQ_KEYS = (
+    "arq:abort",
     "{p}arq:queue",
     "{p}arq:queue:health-check",
     "arq:job:{p}transcode:*",
