@@ -178,7 +178,11 @@ def _spawn_daemon(args: list[str], log_file: Path, pid_file: Path) -> None:
     pid_file.write_text(str(proc.pid))
 
 
-def start_private_postgres(data_dir: Path, port: int) -> None:
+def start_private_postgres(
+    data_dir: Path, port: int, superuser_password: str | None = None
+) -> None:
+    """With `superuser_password` (make up) TCP logins need a password (scram-sha-256); the
+    socket, in a 0700 directory of the data dir, stays trusted for the launcher."""
     initdb, pg_ctl = ensure_binary("initdb", "postgresql"), ensure_binary("pg_ctl", "postgresql")
     pgdata = data_dir / "postgres"
     as_user: list[str] = []
@@ -207,6 +211,9 @@ def start_private_postgres(data_dir: Path, port: int) -> None:
         )
     sock = pgdata / "sock"
     sock.mkdir(exist_ok=True)
+    sock.chmod(0o700)
+    if superuser_password is not None:
+        (pgdata / "pg_hba.conf").write_text(PRIVATE_PG_HBA)
     if as_user:
         shutil.chown(sock, "postgres", "postgres")
     subprocess.run(
@@ -227,6 +234,25 @@ def start_private_postgres(data_dir: Path, port: int) -> None:
     )
     (data_dir / "private").mkdir(exist_ok=True)
     (data_dir / "private" / "postgres").write_text(str(port))
+    if superuser_password is not None:
+        _set_superuser_password(sock, port, superuser_password)
+
+
+PRIVATE_PG_HBA = """# written by deploy/devstack.py at every start of make up's private PostgreSQL
+local all all trust
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def _set_superuser_password(sock: Path, port: int, password: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        host=str(sock), port=port, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
 
 
 def stop_private_postgres(data_dir: Path) -> None:
@@ -305,18 +331,19 @@ def ensure_infra(
     then carries it) and NATS is left to `ensure_secured_nats`."""
     (data_dir / "private").mkdir(parents=True, exist_ok=True)
     started = []
-    start_redis = start_private_redis
+    start_redis, start_postgres = start_private_redis, start_private_postgres
     if credentials is not None:
-        admin_password = credentials.password("redis:default")
+        redis_password = credentials.password("redis:default")
+        postgres_password = credentials.password("postgres:superuser")
 
         def start_redis(data_dir: Path, port: int) -> None:
-            start_private_redis(data_dir, port, admin_password)
-            env["REDIS_URL"] = privileges.with_credentials(
-                env["REDIS_URL"], "default", admin_password
-            )
+            start_private_redis(data_dir, port, redis_password)
+
+        def start_postgres(data_dir: Path, port: int) -> None:
+            start_private_postgres(data_dir, port, postgres_password)
 
     checks = [
-        ("postgres", _host_port(env["AUTH_DATABASE_URL"], 5432), start_private_postgres),
+        ("postgres", _host_port(env["AUTH_DATABASE_URL"], 5432), start_postgres),
         ("redis", _host_port(env["REDIS_URL"], 6379), start_redis),
     ]
     if credentials is None:
@@ -380,8 +407,19 @@ def provision(env: dict[str, str], data_dir: Path, port_base: int) -> dict[str, 
     credentials = privileges.Credentials(data_dir)
     ensure_infra(env, data_dir, credentials=credentials)
     nats_url = ensure_secured_nats(env, data_dir, port_base, credentials)
+    private = data_dir / "private"
+    if (private / "redis.pid").exists():  # ours (this start or a crashed one): its admin
+        env["REDIS_URL"] = privileges.with_credentials(
+            env["REDIS_URL"], "default", credentials.password("redis:default")
+        )
     database_urls = {}
     for service, variable in privileges.DATABASE_URL_VARIABLE.items():
+        if (private / "postgres").exists():
+            url = env[variable]
+            user = urlsplit(url.replace("postgresql+psycopg", "postgresql")).username
+            env[variable] = privileges.with_credentials(
+                url, user or "postgres", credentials.password("postgres:superuser")
+            )
         database_urls[service] = privileges.provision_postgres(
             env[variable], credentials.password(f"postgres:{service}")
         )

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import stat
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,8 +19,11 @@ from arq.connections import RedisSettings, create_pool
 
 from deploy import privileges
 from videoflix_shared.access import BY_NAME, redis_username
+from videoflix_shared.bus import EventBus
 from videoflix_shared.db import drop_database
-from videoflix_shared.testing.plugin import REDIS_URL
+from videoflix_shared.testing.plugin import REDIS_URL, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def libpq(url: str) -> str:
@@ -154,3 +159,55 @@ def test_the_transcoder_users_can_run_the_arq_queue(redis_users) -> None:
 def test_redis_user_names_follow_the_key_prefix() -> None:
     assert redis_username(BY_NAME["auth"], "videoflix:") == "videoflix-auth"
     assert redis_username(BY_NAME["mailer"], "vft:1a2b:e2e:") == "vft-1a2b-e2e-mailer"
+
+
+def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closed ports: make up starts PostgreSQL, Redis and NATS itself, each refusing
+    anonymous clients, and the processes' own users work; a second start reuses them."""
+    from deploy import devstack
+
+    # Under the repo, not /tmp: when run as root, PostgreSQL runs as user postgres and must
+    # be able to reach its data directory.
+    data_dir = ROOT / ".data" / f"test-private-up-{uuid.uuid4().hex[:6]}"
+    pg, rd, nt = free_port(), free_port(), free_port()
+    env = {
+        "AUTH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_auth",
+        "CATALOG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_catalog",
+        "REDIS_URL": f"redis://127.0.0.1:{rd}/0",
+        "NATS_URL": f"nats://127.0.0.1:{nt}",
+    }
+    for name in ("REDIS_KEY_PREFIX", "NATS_SUBJECT_PREFIX", "NATS_STREAM_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        first = devstack.provision(dict(env), data_dir, port_base=free_port())
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=rd).get("videoflix:auth:x")
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg}/postgres").close()
+        assert privileges.nats_requires_auth("127.0.0.1", nt) is True
+        mailer = first["mailer"]
+        assert redis.Redis.from_url(mailer["REDIS_URL"]).set("videoflix:mailer:x", 1)
+        with psycopg.connect(libpq(first["auth"]["AUTH_DATABASE_URL"])) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("videoflix_auth",)
+        asyncio.run(_connects(mailer))
+        assert "ADMIN_PASSWORD" not in mailer and "REDIS_URL" not in first["streaming"]
+
+        again = devstack.provision(dict(env), data_dir, port_base=free_port())  # still running
+        assert again == first
+    finally:
+        devstack.stop_private_infra(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _connects(process_env: dict[str, str]) -> None:
+    bus = EventBus(
+        url=process_env["NATS_URL"],
+        principal=process_env["NATS_USER"],
+        user=process_env["NATS_USER"],
+        password=process_env["NATS_PASSWORD"],
+    )
+    await bus.connect(wait=False, attempt_timeout=5)
+    await bus.check()
+    await bus.close()
