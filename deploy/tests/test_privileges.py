@@ -211,3 +211,36 @@ async def _connects(process_env: dict[str, str]) -> None:
     await bus.connect(wait=False, attempt_timeout=5)
     await bus.check()
     await bus.close()
+
+
+def test_each_process_sources_only_its_own_credentials_from_a_private_file(
+    tmp_path: Path,
+) -> None:
+    from deploy import devstack
+
+    per_process = {
+        name: {"NATS_PASSWORD": f"secret-of-{name}", "NATS_USER": name}
+        for name in privileges.PROCESS_PRINCIPALS
+    }
+    procfile = devstack.write_procfile(tmp_path, 8000, per_process).read_text()
+    assert "secret-of-" not in procfile  # `ps` shows command lines
+    for name in privileges.PROCESS_PRINCIPALS:
+        env_file = tmp_path / "secrets" / f"{name}.env"
+        assert f"{name}: set -a && . '{env_file}' && set +a && exec env HTTP_PORT=" in procfile
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        assert env_file.read_text().count("secret-of-") == 1
+        assert f"secret-of-{name}'" in env_file.read_text()
+    assert "mail-sink: exec env HTTP_PORT=8007" in procfile  # no credentials at all
+
+
+def test_admin_connections_and_service_secrets_are_withheld_from_every_process() -> None:
+    assert {
+        "AUTH_DATABASE_URL",
+        "CATALOG_DATABASE_URL",
+        "REDIS_URL",
+        "NATS_URL",
+        "ADMIN_PASSWORD",
+        "SMTP_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "NATS_PASSWORD_AUTH",
+    } <= set(privileges.WITHHELD)
