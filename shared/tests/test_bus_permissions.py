@@ -223,3 +223,30 @@ async def _consume_one(mailer: EventBus, want: uuid.UUID | None = None) -> UserR
     info = await mailer.js.consumer_info(mailer.stream("AUTH"), "mailer")
     assert info.num_ack_pending == 0  # its acks are allowed through
     return got[0]
+
+
+async def test_streaming_reads_catalog_events_with_an_ordered_consumer_but_not_auth(
+    connect,
+) -> None:
+    """The rights the catalog -> streaming flow needs: ephemeral ordered consumers (with
+    flow control and heartbeats) on the catalog stream only."""
+    catalog, streaming = await connect("catalog"), await connect("streaming")
+    assert streaming.js is not None
+    await catalog.publish(VideoUploaded(video_id=5, source_path="uploads/5/source.mp4"))
+    sub = await streaming.js.subscribe(
+        streaming.subject("catalog.video.>"),
+        stream=streaming.stream("CATALOG"),
+        ordered_consumer=True,
+        idle_heartbeat=1,
+        flow_control=True,
+    )
+    msg = await sub.next_msg(timeout=5)
+    assert parse_event(streaming.unprefixed(msg.subject), msg.data).video_id == 5
+    await sub.unsubscribe()
+    with pytest.raises(Exception):  # noqa: B017 (no answer to the consumer creation)
+        await asyncio.wait_for(
+            streaming.js.subscribe(
+                streaming.subject("auth.>"), stream=streaming.stream("AUTH"), ordered_consumer=True
+            ),
+            3,
+        )
