@@ -382,6 +382,9 @@ def ensure_secured_nats(
     if requires_auth is False:
         reason = f"the server at {host}:{port} accepts anyone and cannot get users at runtime"
         host, port = "127.0.0.1", port_base + SECURED_NATS_OFFSET
+        if privileges.nats_requires_auth(host, port):  # ours, left by a launcher that died
+            log(f"nats: {reason}; using the stack's own nats-server still running on {port}")
+            return f"nats://{host}:{port}"
     else:
         reason = f"nothing answers at {host}:{port}"
     log(
