@@ -327,8 +327,8 @@ def ensure_infra(
 ) -> list[str]:
     """Make PostgreSQL, Redis and NATS answer; returns the names of private instances started.
 
-    With `credentials` (make up) a private Redis gets an admin password (env's REDIS_URL
-    then carries it) and NATS is left to `ensure_secured_nats`."""
+    With `credentials` (make up) a private PostgreSQL and Redis get an admin password
+    (`provision` puts it into the admin URLs) and NATS is left to `ensure_secured_nats`."""
     (data_dir / "private").mkdir(parents=True, exist_ok=True)
     started = []
     start_redis, start_postgres = start_private_redis, start_private_postgres
@@ -395,14 +395,17 @@ def ensure_secured_nats(
         port=port,
         store_dir=data_dir / "nats",
         credentials=credentials,
-        subject_prefix=env.get("NATS_SUBJECT_PREFIX", os.environ.get("NATS_SUBJECT_PREFIX", "")),
-        stream_prefix=env.get(
-            "NATS_STREAM_PREFIX", os.environ.get("NATS_STREAM_PREFIX", "VIDEOFLIX_")
-        ),
+        subject_prefix=_setting(env, "NATS_SUBJECT_PREFIX", ""),
+        stream_prefix=_setting(env, "NATS_STREAM_PREFIX", "VIDEOFLIX_"),
     )
     start_private_nats(data_dir, port, config)
     wait_port(host, port, "nats")
     return f"nats://{host}:{port}"
+
+
+def _setting(env: dict[str, str], name: str, default: str) -> str:
+    """A setting stack_env does not carry (it has defaults only for addresses)."""
+    return env.get(name, os.environ.get(name, default))
 
 
 def provision(env: dict[str, str], data_dir: Path, port_base: int) -> dict[str, dict[str, str]]:
@@ -427,7 +430,7 @@ def provision(env: dict[str, str], data_dir: Path, port_base: int) -> dict[str, 
             env[variable], credentials.password(f"postgres:{service}")
         )
     log("postgres: a role per service database, owning it; no other role may connect")
-    key_prefix = os.environ.get("REDIS_KEY_PREFIX", env.get("REDIS_KEY_PREFIX", "videoflix:"))
+    key_prefix = _setting(env, "REDIS_KEY_PREFIX", "videoflix:")
     redis_urls = privileges.provision_redis(env["REDIS_URL"], key_prefix, credentials)
     log(f"redis: an ACL user per process, limited to its keys under {key_prefix!r}")
     log(f"credentials: {credentials.path} (0600); delete an entry and restart to rotate it")
@@ -658,12 +661,8 @@ def cmd_nats_config(args: argparse.Namespace) -> int:
     print(
         privileges.render_nats_authorization(
             privileges.nats_passwords(privileges.Credentials(args.data_dir.resolve())),
-            subject_prefix=os.environ.get(
-                "NATS_SUBJECT_PREFIX", env.get("NATS_SUBJECT_PREFIX", "")
-            ),
-            stream_prefix=os.environ.get(
-                "NATS_STREAM_PREFIX", env.get("NATS_STREAM_PREFIX", "VIDEOFLIX_")
-            ),
+            subject_prefix=_setting(env, "NATS_SUBJECT_PREFIX", ""),
+            stream_prefix=_setting(env, "NATS_STREAM_PREFIX", "VIDEOFLIX_"),
         ),
         end="",
     )
