@@ -120,6 +120,27 @@ def test_a_service_redis_user_only_reaches_its_own_keys(redis_users) -> None:
     catalog.close()
 
 
+def test_the_catalog_user_announces_list_changes_on_its_own_channel_only(redis_users) -> None:
+    """The list cache's change channel (videoflix_catalog.list_cache): publish and
+    subscribe on <prefix>catalog:*, no other channel."""
+    prefix, urls = redis_users
+    channel = f"{prefix}catalog:video-list:changed"
+    listener = redis.Redis.from_url(urls["catalog"]).pubsub()
+    listener.subscribe(channel)
+    assert listener.get_message(timeout=2)["type"] == "subscribe"
+    catalog = redis.Redis.from_url(urls["catalog"])
+    assert catalog.publish(channel, "1") == 1
+    assert listener.get_message(timeout=2)["data"] == b"1"
+    listener.close()
+    for attempt in (
+        lambda: catalog.publish(f"{prefix}auth:anything", "1"),
+        lambda: redis.Redis.from_url(urls["auth"]).publish(channel, "1"),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            attempt()
+    catalog.close()
+
+
 def test_processes_without_redis_get_no_user(redis_users) -> None:
     _, urls = redis_users
     assert sorted(urls) == [

@@ -7,7 +7,7 @@ ACL_FILE="${ACL_FILE:-/tmp/users.acl}"
 cat > "$ACL_FILE" <<EOF
 user default on nopass resetchannels -@all +ping
 user videoflix-auth on >${REDIS_PASSWORD_AUTH:?} resetchannels ~videoflix:auth:* -@all +@read +@write +@transaction +@connection -@dangerous -scan -randomkey
-user videoflix-catalog on >${REDIS_PASSWORD_CATALOG:?} resetchannels ~videoflix:catalog:* -@all +@read +@write +@transaction +@connection -@dangerous -scan -randomkey
+user videoflix-catalog on >${REDIS_PASSWORD_CATALOG:?} resetchannels &videoflix:catalog:* ~videoflix:catalog:* -@all +@read +@write +@transaction +@connection -@dangerous -scan -randomkey +publish +subscribe +unsubscribe +punsubscribe
 user videoflix-transcoder-dispatcher on >${REDIS_PASSWORD_TRANSCODER_DISPATCHER:?} resetchannels ~arq:abort ~videoflix:arq:queue ~videoflix:arq:queue:health-check ~arq:job:videoflix:transcode:* ~arq:in-progress:videoflix:transcode:* ~arq:result:videoflix:transcode:* ~arq:retry:videoflix:transcode:* ~videoflix:transcoder:* -@all +@read +@write +@transaction +@connection -@dangerous -scan -randomkey +eval +evalsha +script|load +script|exists
 user videoflix-transcoder-worker on >${REDIS_PASSWORD_TRANSCODER_WORKER:?} resetchannels ~arq:abort ~videoflix:arq:queue ~videoflix:arq:queue:health-check ~arq:job:videoflix:transcode:* ~arq:in-progress:videoflix:transcode:* ~arq:result:videoflix:transcode:* ~arq:retry:videoflix:transcode:* ~videoflix:transcoder:* -@all +@read +@write +@transaction +@connection -@dangerous -scan -randomkey +eval +evalsha +script|load +script|exists +info +dbsize
 user videoflix-mailer on >${REDIS_PASSWORD_MAILER:?} resetchannels ~videoflix:mailer:* -@all +@read +@write +@transaction +@connection -@dangerous -scan -randomkey +eval +evalsha +script|load +script|exists

@@ -38,6 +38,7 @@ class Principal:
     owns: tuple[str, ...] = ()  # streams it provisions and is the only publisher to
     reads: tuple[Reads, ...] = ()
     redis_keys: tuple[str, ...] = ()  # glob patterns; "{p}" is the (escaped) key prefix
+    redis_channels: tuple[str, ...] = ()  # Pub/Sub channel patterns, the same way
     redis_extra: tuple[str, ...] = ()  # ACL rules beyond the common ones
     database: str | None = None  # "auth" / "catalog": it owns that service's database
     secrets: tuple[str, ...] = ()  # secret environment variables only this process gets
@@ -80,6 +81,9 @@ PRINCIPALS: tuple[Principal, ...] = (
         owns=("CATALOG",),
         reads=(Reads("TRANSCODER", "catalog"),),
         redis_keys=("{p}catalog:*",),
+        # the list cache announces changes to every catalog process on its own channel
+        redis_channels=("{p}catalog:*",),
+        redis_extra=("+publish", "+subscribe", "+unsubscribe", "+punsubscribe"),
         database="catalog",
     ),
     Principal("streaming", reads=(Reads("CATALOG"),)),
@@ -220,8 +224,10 @@ def _glob_escape(text: str) -> str:
 
 def redis_acl_rules(p: Principal, key_prefix: str) -> list[str]:
     """The ACL rules (without user name and password) for `ACL SETUSER` or an ACL file."""
-    keys = [f"~{pattern.format(p=_glob_escape(key_prefix))}" for pattern in p.redis_keys]
-    return ["resetchannels", *keys, *_REDIS_COMMON, *p.redis_extra]
+    prefix = _glob_escape(key_prefix)
+    keys = [f"~{pattern.format(p=prefix)}" for pattern in p.redis_keys]
+    channels = [f"&{pattern.format(p=prefix)}" for pattern in p.redis_channels]
+    return ["resetchannels", *channels, *keys, *_REDIS_COMMON, *p.redis_extra]
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
