@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --all-packages
 
-.PHONY: help install up down status demo test lint format bench routes clean
+.PHONY: help install up down status demo test lint format bench routes privileges clean
 
 help:
 	@echo "make up      run the whole stack natively (installs what is missing); Ctrl-C stops it"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench   performance benchmarks (not part of make test)"
 	@echo "make format  apply ruff's formatting and fixes"
 	@echo "make routes  regenerate gateway configs from gateway/routes.toml"
+	@echo "make privileges  regenerate compose's NATS/Redis/PostgreSQL users from videoflix_shared/access.py"
 
 install:
 	@bash deploy/install.sh
@@ -44,6 +45,9 @@ format:
 
 routes:
 	$(RUN) python -m gateway.generate write
+
+privileges:
+	$(RUN) python -m deploy.privileges write
 
 bench:
 	@INSTALL_BENCH=1 bash deploy/install.sh

@@ -4,10 +4,15 @@
     python -m deploy.devstack down    [--data-dir .data]
     python -m deploy.devstack infra   [--data-dir .data] [--print-env]
     python -m deploy.devstack status  [--data-dir .data] [--port-base 8000]
+    python -m deploy.devstack nats-config [--data-dir .data]   (users for an operator's NATS)
 
 `up` uses PostgreSQL, Redis and NATS at the configured URLs when they answer, and otherwise
 starts private instances from the distribution's binaries under the data directory (on the
-configured ports, so the URLs stay right). It creates the databases, runs migrations,
+configured ports, so the URLs stay right). Every process runs as its own least-privileged
+user on each server (deploy/privileges.py, docs/SECURITY.md): the configured URLs are the
+launcher's admin connections and reach no process. A NATS server that accepts anyone cannot
+get users at runtime, so then the stack runs its own NATS with them (port base + 22).
+It creates the databases and roles, runs migrations,
 renders the Caddy config from gateway/routes.toml, runs every process under honcho with
 interleaved, prefixed logs, reports health, and on Ctrl-C or `down` stops everything it
 started, private servers included. Running it twice is harmless: a second `up` sees the
@@ -35,6 +40,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from deploy import privileges
 from gateway.generate import load_routes, render_caddyfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +65,7 @@ PROCESSES = (
     Process("mail-sink", "videoflix-mailer sink", 7),
 )
 SMTP_SINK_OFFSET = 25
+SECURED_NATS_OFFSET = 22  # the stack's own NATS when the configured one accepts anyone
 MIGRATIONS = ("videoflix-auth migrate", "videoflix-catalog migrate")
 
 
@@ -171,7 +178,11 @@ def _spawn_daemon(args: list[str], log_file: Path, pid_file: Path) -> None:
     pid_file.write_text(str(proc.pid))
 
 
-def start_private_postgres(data_dir: Path, port: int) -> None:
+def start_private_postgres(
+    data_dir: Path, port: int, superuser_password: str | None = None
+) -> None:
+    """With `superuser_password` (make up) TCP logins need a password (scram-sha-256); the
+    socket, in a 0700 directory of the data dir, stays trusted for the launcher."""
     initdb, pg_ctl = ensure_binary("initdb", "postgresql"), ensure_binary("pg_ctl", "postgresql")
     pgdata = data_dir / "postgres"
     as_user: list[str] = []
@@ -200,6 +211,9 @@ def start_private_postgres(data_dir: Path, port: int) -> None:
         )
     sock = pgdata / "sock"
     sock.mkdir(exist_ok=True)
+    sock.chmod(0o700)
+    if superuser_password is not None:
+        (pgdata / "pg_hba.conf").write_text(PRIVATE_PG_HBA)
     if as_user:
         shutil.chown(sock, "postgres", "postgres")
     subprocess.run(
@@ -220,6 +234,25 @@ def start_private_postgres(data_dir: Path, port: int) -> None:
     )
     (data_dir / "private").mkdir(exist_ok=True)
     (data_dir / "private" / "postgres").write_text(str(port))
+    if superuser_password is not None:
+        _set_superuser_password(sock, port, superuser_password)
+
+
+PRIVATE_PG_HBA = """# written by deploy/devstack.py at every start of make up's private PostgreSQL
+local all all trust
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def _set_superuser_password(sock: Path, port: int, password: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        host=str(sock), port=port, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
 
 
 def stop_private_postgres(data_dir: Path) -> None:
@@ -241,13 +274,23 @@ def stop_private_postgres(data_dir: Path) -> None:
     )
 
 
-def start_private_redis(data_dir: Path, port: int) -> None:
+def start_private_redis(data_dir: Path, port: int, admin_password: str | None = None) -> None:
+    """With `admin_password` the default user needs it (set in a 0600 config file, never on
+    the command line); the services' own users are added by deploy/privileges.py."""
     redis = ensure_binary("redis-server", "redis-server")
     d = data_dir / "redis"
     d.mkdir(parents=True, exist_ok=True)
+    config: list[str] = []
+    if admin_password is not None:
+        conf = d / "redis.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"requirepass {admin_password}\n")
+        config = [str(conf)]
     _spawn_daemon(
         [
             redis,
+            *config,
             "--port",
             str(port),
             "--bind",
@@ -264,26 +307,47 @@ def start_private_redis(data_dir: Path, port: int) -> None:
     )
 
 
-def start_private_nats(data_dir: Path, port: int) -> None:
+def start_private_nats(data_dir: Path, port: int, config: str | None = None) -> None:
+    """`config` (a whole nats-server config: users, listen, store) goes to a 0600 file."""
     nats = ensure_binary("nats-server", "nats-server")
     d = data_dir / "nats"
     d.mkdir(parents=True, exist_ok=True)
-    _spawn_daemon(
-        [nats, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(d)],
-        d / "nats.log",
-        data_dir / "private" / "nats.pid",
-    )
+    args = [nats, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(d)]
+    if config is not None:
+        conf = d / "nats.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(config)
+        args = [nats, "-c", str(conf)]
+    _spawn_daemon(args, d / "nats.log", data_dir / "private" / "nats.pid")
 
 
-def ensure_infra(env: dict[str, str], data_dir: Path) -> list[str]:
-    """Make PostgreSQL, Redis and NATS answer; returns the names of private instances started."""
+def ensure_infra(
+    env: dict[str, str], data_dir: Path, *, credentials: privileges.Credentials | None = None
+) -> list[str]:
+    """Make PostgreSQL, Redis and NATS answer; returns the names of private instances started.
+
+    With `credentials` (make up) a private PostgreSQL and Redis get an admin password
+    (`provision` puts it into the admin URLs) and NATS is left to `ensure_secured_nats`."""
     (data_dir / "private").mkdir(parents=True, exist_ok=True)
     started = []
-    checks = (
-        ("postgres", _host_port(env["AUTH_DATABASE_URL"], 5432), start_private_postgres),
-        ("redis", _host_port(env["REDIS_URL"], 6379), start_private_redis),
-        ("nats", _host_port(env["NATS_URL"], 4222), start_private_nats),
-    )
+    start_redis, start_postgres = start_private_redis, start_private_postgres
+    if credentials is not None:
+        redis_password = credentials.password("redis:default")
+        postgres_password = credentials.password("postgres:superuser")
+
+        def start_redis(data_dir: Path, port: int) -> None:
+            start_private_redis(data_dir, port, redis_password)
+
+        def start_postgres(data_dir: Path, port: int) -> None:
+            start_private_postgres(data_dir, port, postgres_password)
+
+    checks = [
+        ("postgres", _host_port(env["AUTH_DATABASE_URL"], 5432), start_postgres),
+        ("redis", _host_port(env["REDIS_URL"], 6379), start_redis),
+    ]
+    if credentials is None:
+        checks.append(("nats", _host_port(env["NATS_URL"], 4222), start_private_nats))
     for name, (host, port), starter in checks:
         if port_open(host, port):
             log(f"{name}: using the server at {host}:{port}")
@@ -299,6 +363,90 @@ def ensure_infra(env: dict[str, str], data_dir: Path) -> list[str]:
         wait_port(host, port, name)
         started.append(name)
     return started
+
+
+def ensure_secured_nats(
+    env: dict[str, str], data_dir: Path, port_base: int, credentials: privileges.Credentials
+) -> str:
+    """The URL of a NATS that enforces the per-service users (without credentials in it)."""
+    host, port = _host_port(env["NATS_URL"], 4222)
+    requires_auth = privileges.nats_requires_auth(host, port)
+    if requires_auth:
+        log(
+            f"nats: using the server at {host}:{port}; it asks for credentials, so it must "
+            "hold the users of `python -m deploy.devstack nats-config` (docs/SECURITY.md)"
+        )
+        return f"nats://{host}:{port}"
+    if requires_auth is None and not _is_local(host):
+        raise SystemExit(f"devstack: nats at {host}:{port} does not answer (and is not local)")
+    if requires_auth is False:
+        reason = f"the server at {host}:{port} accepts anyone and cannot get users at runtime"
+        host, port = "127.0.0.1", port_base + SECURED_NATS_OFFSET
+        if privileges.nats_requires_auth(host, port):  # ours, left by a launcher that died
+            log(f"nats: {reason}; using the stack's own nats-server still running on {port}")
+            return f"nats://{host}:{port}"
+    else:
+        reason = f"nothing answers at {host}:{port}"
+    log(
+        f"nats: {reason}; starting the stack's own nats-server with per-service users on "
+        f"{host}:{port} (data in {data_dir / 'nats'})"
+    )
+    config = privileges.nats_server_config(
+        port=port,
+        store_dir=data_dir / "nats",
+        credentials=credentials,
+        subject_prefix=_setting(env, "NATS_SUBJECT_PREFIX", ""),
+        stream_prefix=_setting(env, "NATS_STREAM_PREFIX", "VIDEOFLIX_"),
+    )
+    start_private_nats(data_dir, port, config)
+    wait_port(host, port, "nats")
+    return f"nats://{host}:{port}"
+
+
+def _setting(env: dict[str, str], name: str, default: str) -> str:
+    """A setting stack_env does not carry (it has defaults only for addresses)."""
+    return env.get(name, os.environ.get(name, default))
+
+
+def provision(env: dict[str, str], data_dir: Path, port_base: int) -> dict[str, dict[str, str]]:
+    """Servers up, users and roles in place; returns each process's own variables."""
+    credentials = privileges.Credentials(data_dir)
+    ensure_infra(env, data_dir, credentials=credentials)
+    nats_url = ensure_secured_nats(env, data_dir, port_base, credentials)
+    private = data_dir / "private"
+    if (private / "redis.pid").exists():  # ours (this start or a crashed one): its admin
+        env["REDIS_URL"] = privileges.with_credentials(
+            env["REDIS_URL"], "default", credentials.password("redis:default")
+        )
+    database_urls = {}
+    for service, variable in privileges.DATABASE_URL_VARIABLE.items():
+        if (private / "postgres").exists():
+            url = env[variable]
+            user = urlsplit(url.replace("postgresql+psycopg", "postgresql")).username
+            env[variable] = privileges.with_credentials(
+                url, user or "postgres", credentials.password("postgres:superuser")
+            )
+        database_urls[service] = privileges.provision_postgres(
+            env[variable], credentials.password(f"postgres:{service}")
+        )
+    log("postgres: a role per service database, owning it; no other role may connect")
+    key_prefix = _setting(env, "REDIS_KEY_PREFIX", "videoflix:")
+    redis_urls = privileges.provision_redis(env["REDIS_URL"], key_prefix, credentials)
+    log(f"redis: an ACL user per process, limited to its keys under {key_prefix!r}")
+    log(f"credentials: {credentials.path} (0600); delete an entry and restart to rotate it")
+    per_process = {}
+    for process in PROCESSES:
+        principal = privileges.principal_of(process.name)
+        if principal is not None:
+            per_process[process.name] = privileges.process_env(
+                principal,
+                env={**os.environ, **env},
+                nats_url=nats_url,
+                redis_urls=redis_urls,
+                database_urls=database_urls,
+                credentials=credentials,
+            )
+    return per_process
 
 
 def stop_private_infra(data_dir: Path) -> None:
@@ -340,14 +488,23 @@ def ensure_tools() -> None:
         apt_install(*sorted(set(missing)))
 
 
-def write_procfile(data_dir: Path, port_base: int) -> Path:
+def write_procfile(
+    data_dir: Path, port_base: int, per_process: dict[str, dict[str, str]] | None = None
+) -> Path:
+    """`per_process`: each process's own credentials, sourced from a 0600 file of its own
+    (not on a command line, where `ps` would show them)."""
     lines = []
     for p in PROCESSES:
         cmd = p.command.format(data=data_dir)
         if p.name != "gateway":
             cmd = f"env HTTP_PORT={port_base + p.port_offset} {cmd}"
         # exec: honcho's SIGTERM reaches the program itself, not an intermediate shell
-        lines.append(f"{p.name}: exec {cmd}")
+        cmd = f"exec {cmd}"
+        if per_process and p.name in per_process:
+            env_file = data_dir / "secrets" / f"{p.name}.env"
+            privileges.write_env_file(env_file, per_process[p.name])
+            cmd = f"set -a && . '{env_file}' && set +a && {cmd}"
+        lines.append(f"{p.name}: {cmd}")
     procfile = data_dir / "Procfile"
     procfile.write_text("\n".join(lines) + "\n")
     caddyfile = render_caddyfile(load_routes(), port_base=port_base)
@@ -406,11 +563,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     try:
-        ensure_infra(env, data_dir)
-        for migration in MIGRATIONS:
+        per_process = provision(env, data_dir, args.port_base)
+        # what every process inherits: nothing with admin rights, no other process's secret
+        shared_env = {k: v for k, v in os.environ.items() if k not in privileges.WITHHELD}
+        for migration in MIGRATIONS:  # as the role owning the database
             log(f"running `{migration}`")
-            subprocess.run(migration.split(), check=True)
-        procfile = write_procfile(data_dir, args.port_base)
+            service = migration.split()[0].removeprefix("videoflix-")
+            subprocess.run(migration.split(), check=True, env=shared_env | per_process[service])
+        procfile = write_procfile(data_dir, args.port_base, per_process)
         honcho = subprocess.Popen(
             [
                 sys.executable,
@@ -424,6 +584,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 "--no-colour",
             ],
             start_new_session=True,
+            env=shared_env,
         )
         results = wait_healthy(args.port_base, honcho)
         for name, state in results.items():
@@ -494,6 +655,20 @@ def cmd_infra(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nats_config(args: argparse.Namespace) -> int:
+    """The `authorization` block with the per-service users, for an operator's nats-server."""
+    env = stack_env(args.data_dir.resolve(), args.port_base)
+    print(
+        privileges.render_nats_authorization(
+            privileges.nats_passwords(privileges.Credentials(args.data_dir.resolve())),
+            subject_prefix=_setting(env, "NATS_SUBJECT_PREFIX", ""),
+            stream_prefix=_setting(env, "NATS_STREAM_PREFIX", "VIDEOFLIX_"),
+        ),
+        end="",
+    )
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     results = health(args.port_base)
     for name, state in results.items():
@@ -505,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "infra", "status"])
+    parser.add_argument("command", choices=["up", "down", "infra", "status", "nats-config"])
     parser.add_argument(
         "--data-dir", type=Path, default=Path(os.environ.get("VIDEOFLIX_DATA_DIR", ROOT / ".data"))
     )
@@ -516,9 +691,14 @@ def main(argv: list[str] | None = None) -> int:
         "--print-env", action="store_true", help="infra: print TEST_* exports for the test suite"
     )
     args = parser.parse_args(argv)
-    return {"up": cmd_up, "down": cmd_down, "infra": cmd_infra, "status": cmd_status}[args.command](
-        args
-    )
+    commands = {
+        "up": cmd_up,
+        "down": cmd_down,
+        "infra": cmd_infra,
+        "status": cmd_status,
+        "nats-config": cmd_nats_config,
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

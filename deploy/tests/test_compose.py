@@ -131,10 +131,13 @@ def test_migrations_run_once_before_their_service(name):
     assert migrate["command"] == [f"videoflix-{name}", "migrate"]
     assert migrate["build"] == SERVICES[name]["build"]
     assert depends_on(SERVICES[name])[f"{name}-migrate"]["condition"] == COMPLETED
-    assert depends_on(migrate)["postgres"]["condition"] == HEALTHY
+    # as the role owning the database, which the one-shot postgres-roles makes first
+    assert depends_on(migrate)["postgres-roles"]["condition"] == COMPLETED
+    assert depends_on(SERVICES["postgres-roles"])["postgres"]["condition"] == HEALTHY
     database_url = f"{name.upper()}_DATABASE_URL"
     assert environment(migrate)[database_url] == environment(SERVICES[name])[database_url]
     assert f"@postgres:5432/videoflix_{name}" in environment(migrate)[database_url]
+    assert environment(migrate)[database_url].startswith(f"postgresql+psycopg://videoflix_{name}:")
 
 
 def test_transcoder_workers_scale_alone():
@@ -161,11 +164,14 @@ def test_application_containers_reach_infrastructure_by_service_name():
         if "build" not in service:
             continue
         env = environment(service)
-        assert env["REDIS_URL"].startswith("redis://redis:"), name
-        assert env["NATS_URL"].startswith("nats://nats:"), name
-        assert env["JWKS_URL"] == "http://auth:8000/.well-known/jwks.json", name
-        assert "127.0.0.1" not in " ".join(env.values()), name
-        assert service["env_file"] == [{"path": ".env", "required": False}], name
+        if "REDIS_URL" in env:  # as the service's own ACL user
+            assert re.fullmatch(r"redis://[\w-]+:\$\{\w+:\?[^}]+\}@redis:6379/0", env["REDIS_URL"])
+        if not name.endswith("-migrate"):
+            assert env["NATS_URL"].startswith("nats://nats:"), name
+            assert env["JWKS_URL"] == "http://auth:8000/.well-known/jwks.json", name
+        fixed = [v for v in env.values() if not v.startswith("${")]  # not .env's browser URLs
+        assert "127.0.0.1" not in " ".join(fixed), name
+        assert "env_file" not in service, name  # only the variables listed for it
     assert environment(SERVICES["mailer"])["SMTP_HOST"] == "mailpit"
     assert environment(SERVICES["auth"])["AUTH_KEYS_DIR"] in mounts(SERVICES["auth"])
 
@@ -217,20 +223,26 @@ def test_every_image_is_pinned_to_an_exact_version():
 
 def test_compose_variables_are_documented_with_the_same_defaults():
     documented = dotenv_values(ENV_EXAMPLE)
-    used = re.findall(r"\$\{(\w+)(?::-([^}]*))?\}", COMPOSE_FILE.read_text())
+    used = re.findall(r"\$\{(\w+)(?:(:\?|:?-)([^}]*))?\}", COMPOSE_FILE.read_text())
     assert used
-    for var, default in used:
+    for var, kind, default in used:
         assert var in documented, f"{var} is used by docker-compose.yml but not in .env.example"
-        assert default == documented[var], f"{var}: compose default differs from .env.example"
+        if kind != ":?":  # required (the per-service passwords): no default to compare
+            assert default == documented[var], f"{var}: compose default differs from .env.example"
 
 
 def interpolate(value: str, dotenv: dict[str, str | None]) -> str:
-    """Compose's `${VAR:-default}` with `.env` being a copy of .env.example."""
-    return re.sub(
-        r"\$\{(\w+)(?::-([^}]*))?\}",
-        lambda m: dotenv.get(m[1]) or m[2] or "",
-        value,
-    )
+    """Compose's `${VAR:-default}`, `${VAR-default}` and `${VAR:?error}` with `.env` being a
+    copy of .env.example whose per-service passwords deploy/docker/secrets.sh filled in."""
+
+    def value_of(m: re.Match) -> str:
+        if m[2] == ":?":
+            return f"secret-of-{m[1].lower()}"
+        if m[2] == ":-":
+            return dotenv.get(m[1]) or m[3] or ""
+        return dotenv[m[1]] if dotenv.get(m[1]) is not None else (m[3] or "")
+
+    return re.sub(r"\$\{(\w+)(?:(:\?|:-|-)([^}]*))?\}", value_of, value)
 
 
 def settings_class(target: str) -> type[BaseSettings]:
@@ -250,13 +262,16 @@ def test_each_containers_configuration_is_valid_for_its_service(name):
     own settings class: every value parses, and the compose network's addresses win."""
     service = SERVICES[name]
     dotenv = dotenv_values(ENV_EXAMPLE)
-    env = {k: v for k, v in dotenv.items() if v is not None}
-    env |= {k: interpolate(v, dotenv) for k, v in environment(service).items()}
+    env = {k: interpolate(v, dotenv) for k, v in environment(service).items()}
     settings = settings_class(service["build"]["target"])(**env)
-    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8000)
-    assert settings.media_root == Path("/media")
-    assert settings.forwarded_allow_ips == "*"
+    if name.endswith("-migrate"):  # the database, nothing else
+        assert set(env) == {"LOG_LEVEL", "LOG_FORMAT", f"{name.split('-')[0].upper()}_DATABASE_URL"}
+    else:
+        assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8000)
+        assert settings.media_root == Path("/media")
+        assert settings.forwarded_allow_ips == "*"
     database_url = getattr(settings, "database_url", None)
     if database_url is not None:
         assert "@postgres:5432/" in database_url
-        assert ":videoflix@" in database_url  # POSTGRES_PASSWORD of .env.example
+        role = name.split("-")[0]
+        assert f"videoflix_{role}:secret-of-postgres_password_{role}@" in database_url

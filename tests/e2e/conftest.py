@@ -93,7 +93,7 @@ def _port_free(port: int) -> bool:
 
 def _free_port_block() -> int:
     """A port base whose gateway, service, health and SMTP ports are all free."""
-    offsets = (*range(8), 25)
+    offsets = (*range(8), 22, 25)  # 22: the stack's own NATS with per-service users
     bases = list(range(18000, 19900, 100))
     start = secrets.randbelow(len(bases))  # engineers running the suite at once spread out
     for base in bases[start:] + bases[:start]:
@@ -149,19 +149,17 @@ def _stop_launcher(launcher: subprocess.Popen) -> None:
             launcher.wait(timeout=10)
 
 
-def _delete_streams(nats_url: str, subject_prefix: str, stream_prefix: str) -> None:
-    import asyncio
+def _drop_service_users(env: dict[str, str]) -> None:
+    """The stack made a PostgreSQL role per database and Redis ACL users for its prefix on
+    the shared servers: remove them with the run's databases."""
+    from deploy import privileges
+    from videoflix_shared.db import drop_database
 
-    from videoflix_shared.bus import EventBus
-
-    async def cleanup() -> None:
-        bus = EventBus(url=nats_url, subject_prefix=subject_prefix, stream_prefix=stream_prefix)
-        await bus.connect(wait=False)
-        await bus.delete_streams()
-        await bus.close()
-
-    with contextlib.suppress(Exception):
-        asyncio.run(cleanup())
+    for variable in privileges.DATABASE_URL_VARIABLE.values():
+        with contextlib.suppress(Exception):
+            drop_database(env[variable])
+            privileges.drop_database_role(env[variable])
+    privileges.drop_redis_users(env["REDIS_URL"], env["REDIS_KEY_PREFIX"])
 
 
 @pytest.fixture(scope="session")
@@ -244,7 +242,7 @@ def stack(
         yield started
     finally:
         _stop_launcher(launcher)
-        _delete_streams(nats_url, subject_prefix, stream_prefix)
+        _drop_service_users(overrides)  # its NATS (streams included) lived in data_dir
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

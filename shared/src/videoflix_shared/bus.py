@@ -1,6 +1,10 @@
 """NATS JetStream: connecting, provisioning the streams, publishing events with a message
 id (so JetStream drops duplicates), and durable pull consumers with explicit acks.
 
+A bus made for a principal of `videoflix_shared.access` (every service's is) logs in as
+its NATS user, provisions only the streams that principal owns (its user may touch no
+other), and receives replies on the principal's private inbox prefix.
+
 A consumer's handler acknowledges each message itself (`ack`, `nak(delay=...)`, `term`);
 a handler that raises gets the message redelivered after `retry_delay` seconds.
 """
@@ -20,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from videoflix_shared import access
 from videoflix_shared.events import STREAMS, Event, parse_event
 from videoflix_shared.settings import CommonSettings
 
@@ -30,20 +35,35 @@ MessageHandler = Callable[[Msg, str], Awaitable[None]]  # (message, unprefixed s
 
 class EventBus:
     def __init__(
-        self, *, url: str, subject_prefix: str = "", stream_prefix: str = "VIDEOFLIX_"
+        self,
+        *,
+        url: str,
+        subject_prefix: str = "",
+        stream_prefix: str = "VIDEOFLIX_",
+        principal: str | None = None,
+        user: str = "",
+        password: str = "",
     ) -> None:
+        """`principal` None (tests, tools): provisions every stream, shared inbox prefix."""
         self.url = url
         self.subject_prefix = subject_prefix
         self.stream_prefix = stream_prefix
+        self.principal = principal
+        self.owned_streams = principal_streams(principal)
+        self.user = user
+        self.password = password
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> EventBus:
+    def from_settings(cls, settings: CommonSettings, *, principal: str | None = None) -> EventBus:
         return cls(
             url=settings.nats_url,
             subject_prefix=settings.nats_subject_prefix,
             stream_prefix=settings.nats_stream_prefix,
+            principal=principal,
+            user=settings.nats_user,
+            password=settings.nats_password,
         )
 
     # -- naming -----------------------------------------------------------------------------
@@ -80,8 +100,14 @@ class EventBus:
         await self.ensure_streams()
 
     async def _open(self) -> NATS:
+        credentials: dict[str, str] = {}
+        if self.user:
+            credentials = {"user": self.user, "password": self.password}
+        if self.principal is not None:
+            credentials["inbox_prefix"] = access.inbox_prefix(self.principal)
         return await nats.connect(
             self.url,
+            **credentials,
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             connect_timeout=2,
@@ -94,7 +120,8 @@ class EventBus:
 
     async def ensure_streams(self) -> None:
         assert self.js is not None
-        for name, subjects in STREAMS.items():
+        for name in self.owned_streams:
+            subjects = STREAMS[name]
             config = StreamConfig(
                 name=self.stream(name),
                 subjects=[self.subject(subjects)],
@@ -230,6 +257,11 @@ class EventBus:
         for name in STREAMS:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_stream(self.stream(name))
+
+
+def principal_streams(name: str | None) -> tuple[str, ...]:
+    """The streams a bus provisions: its principal's own, or all of them without one."""
+    return tuple(STREAMS) if name is None else access.principal(name).owns
 
 
 async def parse_or_drop(msg: Msg, subject: str) -> Event | None:

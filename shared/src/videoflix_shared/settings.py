@@ -32,6 +32,9 @@ class CommonSettings(BaseSettings):
     redis_key_prefix: str = Field("videoflix:", alias="REDIS_KEY_PREFIX")
 
     nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
+    # this process's NATS user (videoflix_shared.access); empty: the server asks for none
+    nats_user: str = Field("", alias="NATS_USER")
+    nats_password: str = Field("", alias="NATS_PASSWORD")
     nats_subject_prefix: str = Field("", alias="NATS_SUBJECT_PREFIX")
     nats_stream_prefix: str = Field("VIDEOFLIX_", alias="NATS_STREAM_PREFIX")
 

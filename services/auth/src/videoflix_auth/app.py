@@ -65,7 +65,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         )
         session_factory = create_session_factory(engine)
         redis = create_redis(settings)
-        bus = EventBus.from_settings(settings)
+        bus = EventBus.from_settings(settings, principal="auth")
         relay = OutboxRelay(session_factory, bus)
         service = AuthService(
             settings=settings,

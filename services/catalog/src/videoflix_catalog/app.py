@@ -47,7 +47,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         keys = JwksKeySource(
             settings.jwks_url, min_refetch_seconds=settings.jwks_min_refetch_seconds
         )
-        bus = EventBus.from_settings(settings)
+        bus = EventBus.from_settings(settings, principal="catalog")
         relay = OutboxRelay(session_factory, bus)
         # add_event() wakes the relay so uploads go out without waiting for its next poll.
         session_factory.configure(info={"outbox_wake": relay.wake})

@@ -68,7 +68,7 @@ async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, None]) 
 
 async def run_consumer(app: FastAPI, stop: asyncio.Event) -> None:
     settings: MailerSettings = app.state.settings
-    bus = EventBus.from_settings(settings)
+    bus = EventBus.from_settings(settings, principal="mailer")
     redis = create_redis(settings)
     mailer = build_mailer(settings, redis)
     app.state.bus, app.state.redis, app.state.mailer = bus, redis, mailer

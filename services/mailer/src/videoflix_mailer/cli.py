@@ -118,7 +118,9 @@ async def _replay(ids: list[str], store: DeadLetterStore, settings: MailerSettin
     from videoflix_mailer.service import replay_dead_letter
     from videoflix_shared.bus import EventBus
 
-    bus = EventBus.from_settings(settings)
+    # Replaying republishes an auth event, which only auth's NATS user may (docs/SECURITY.md):
+    # the bus acts as auth, with the credentials the operator gives this command.
+    bus = EventBus.from_settings(settings, principal="auth")
     # nats-py keeps retrying an unreachable server even with wait=False: bound it here.
     await asyncio.wait_for(bus.connect(wait=False), timeout=15)
     failed = 0

@@ -32,8 +32,12 @@ async def connect_redis(settings: TranscoderSettings, stop: asyncio.Event) -> Ar
     return None
 
 
-async def connect_bus(settings: TranscoderSettings, stop: asyncio.Event) -> EventBus | None:
-    bus = EventBus.from_settings(settings)
+async def connect_bus(
+    settings: TranscoderSettings, stop: asyncio.Event, *, principal: str
+) -> EventBus | None:
+    """The bus as `principal` (videoflix_shared.access): the dispatcher only reads catalog
+    events, the worker (which runs ffmpeg on uploads) only publishes the transcoder's."""
+    bus = EventBus.from_settings(settings, principal=principal)
     connecting = asyncio.create_task(bus.connect())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -73,7 +73,7 @@ class CatalogEventHandler:
 async def run(app: FastAPI, stop: asyncio.Event) -> None:
     """`videoflix-transcoder dispatcher`: consume catalog events until SIGTERM."""
     settings: TranscoderSettings = app.state.settings
-    bus = await connect_bus(settings, stop)
+    bus = await connect_bus(settings, stop, principal="transcoder-dispatcher")
     if bus is None:
         return
     pool = await connect_redis(settings, stop)

@@ -94,7 +94,7 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
     """`videoflix-transcoder worker`: process jobs until SIGTERM; a running job is
     cancelled (ffmpeg killed, temp output removed) and left in the queue for another worker."""
     settings: TranscoderSettings = app.state.settings
-    bus = await connect_bus(settings, stop)
+    bus = await connect_bus(settings, stop, principal="transcoder-worker")
     if bus is None:
         return
     pool = await connect_redis(settings, stop)
