@@ -2,7 +2,9 @@
 # `make bench`: every benchmark under tests/bench/ (bench_*.py), one after the other so they
 # do not compete for the 2 cores. Each compares against a reference measured in the same run
 # and prints its own table; the output is also kept in test-artifacts/bench/.
-# Run one: `make bench BENCH=streaming` (matches bench_<name>.py).
+# Run one: `make bench BENCH=streaming` (matches bench_<name>.py). The benchmarks:
+# auth_flood (token refresh during a register flood), catalog_list, streaming, transcode,
+# upload_memory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 UV=$(command -v uv || echo "python3 -m uv")
