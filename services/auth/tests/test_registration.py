@@ -270,3 +270,24 @@ async def test_registering_an_activated_address_sends_no_activation_link(api, db
         "SELECT count(*) FROM link_tokens WHERE user_id = %s AND used_at IS NULL",
         db.user(email)["id"],
     ) == [(0,)]
+
+
+async def test_activation_link_made_before_links_carried_a_password_is_refused(api, db):
+    # Such a link could activate whatever password the address's latest registration set.
+    email = api.new_email("legacy")
+    await api.register(email)
+    uid, token = api.activation_link(email)
+    db.query("UPDATE link_tokens SET password_hash = NULL WHERE user_id = %s", db.user(email)["id"])
+    response = await api.client.get(f"/api/activate/{uid}/{token}/")
+    assert response.status_code == 400
+    assert "expired" in response.json()["message"]
+    assert db.user(email)["is_active"] is False
+    # Registering again sends the owner a link bound to the new password.
+    assert (await api.register(email, "Fresh-Start-2026")).status_code == 201
+    [notice] = db.events("auth.user.already_registered", email)
+    assert (
+        await api.client.get(
+            "/api/activate/{}/{}/".format(*api.link_parts(notice["activation_url"]))
+        )
+    ).status_code == 200
+    assert (await api.login(email, "Fresh-Start-2026")).status_code == 200

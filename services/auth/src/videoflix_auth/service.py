@@ -240,10 +240,14 @@ class AuthService:
         if user.is_active:
             await session.rollback()
             raise InvalidLink(LINK_MESSAGES[ACTIVATION]["used"])
+        if link.password_hash is None:
+            # Made before links carried their password: it could activate whichever password
+            # the address's last registration set. Registering again gives a bound link.
+            await session.rollback()
+            raise InvalidLink(LINK_MESSAGES[ACTIVATION]["expired"])
         await self._consume_link(session, link)
         user.is_active = True
-        if link.password_hash is not None:  # links from before the column keep the user's
-            user.password_hash = link.password_hash
+        user.password_hash = link.password_hash
         await session.commit()
 
     # -- sessions ------------------------------------------------------------------------------
