@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -291,3 +292,31 @@ async def test_activation_link_made_before_links_carried_a_password_is_refused(a
         )
     ).status_code == 200
     assert (await api.login(email, "Fresh-Start-2026")).status_code == 200
+
+
+async def click_after(api, delay: float, uid: str, token: str):
+    await asyncio.sleep(delay)
+    return await api.client.get(f"/api/activate/{uid}/{token}/")
+
+
+async def test_a_registration_racing_the_activation_leaves_no_open_link(api, db):
+    # Whichever commits first, the attempt's link is either spent by the activation or
+    # never made (the account is already active): nothing can switch the password later.
+    # The click is delayed in steps across the registration's hashing time, so some rounds
+    # land while the registration's transaction (its new link) is open.
+    for step in range(16):
+        email = api.new_email("race")
+        await api.register(email, OWNER_PASSWORD)
+        uid, token = api.activation_link(email)
+
+        attempt, activated = await asyncio.gather(
+            api.register(email, ATTACKER_PASSWORD),
+            click_after(api, step * 0.004, uid, token),
+        )
+        assert (activated.status_code, attempt.status_code) == (200, 201)
+        user = db.user(email)
+        open_links = db.query(
+            "SELECT count(*) FROM link_tokens WHERE user_id = %s AND used_at IS NULL", user["id"]
+        )
+        assert user["is_active"] is True and open_links == [(0,)], step
+        assert (await api.login(email, OWNER_PASSWORD)).status_code == 200
