@@ -7,6 +7,7 @@ import json
 import pytest
 
 from videoflix_shared.testing.plugin import free_port
+from videoflix_shared.text import UNSTORABLE_TEXT
 
 ODD_EMAILS = [
     "user\x00@example.com",
@@ -82,20 +83,31 @@ async def test_odd_unicode_emails_are_refused_everywhere(api, db, email):
 
 async def test_odd_passwords_do_not_break_hashing(api, db):
     email = api.new_email()
-    weird = "p\x00ss\ud83d\ude00word-\u202e-ok"  # NUL, an emoji as surrogate pair, RTL mark
+    odd = "p\u00e4ss\ud83d\ude00word-\u202e-ok"  # umlaut, an emoji as surrogate pair, RTL mark
     response = await api.client.post(
         "/api/register/",
-        content=json.dumps({"email": email, "password": weird, "confirmed_password": weird}),
+        content=json.dumps({"email": email, "password": odd, "confirmed_password": odd}),
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 201
-    lone = "password\ud800x"
-    response = await api.client.post(
-        "/api/login/",
-        content=json.dumps({"email": email, "password": lone}),
-        headers={"content-type": "application/json"},
-    )
-    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("password", ["p\x00ssword-long-enough", "password\ud800x-long-enough"])
+async def test_passwords_with_nul_or_lone_surrogates_are_field_errors(api, db, password):
+    """No service stores such text; a password is refused like any other field, clearly."""
+    before = (db.count("users"), db.count("outbox"))
+    for path, body in (
+        ("/api/register/", {"password": password, "confirmed_password": password}),
+        ("/api/login/", {"password": password}),
+    ):
+        response = await api.client.post(
+            path,
+            content=json.dumps({"email": api.new_email(), **body}),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 400, (path, response.text)
+        assert response.json() == {"password": [UNSTORABLE_TEXT]}
+    assert (db.count("users"), db.count("outbox")) == before
 
 
 async def test_oversized_body_gets_413(api, db):
