@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -403,6 +405,31 @@ def ensure_secured_nats(
     return f"nats://{host}:{port}"
 
 
+DEV_ADMIN_FILE = "dev-admin.json"
+DEV_ADMIN_EMAIL = "admin@videoflix.test"
+
+
+def ensure_development_admin(env: dict[str, str], data_dir: Path) -> None:
+    """Without ADMIN_EMAIL / ADMIN_PASSWORD a development stack gets an admin of its own:
+    generated once into <data dir>/dev-admin.json (0600) and printed then; production
+    refuses to start without one configured."""
+    if _setting(env, "ADMIN_EMAIL", "") and _setting(env, "ADMIN_PASSWORD", ""):
+        return
+    if _setting(env, "ENVIRONMENT", "development") == "production":
+        raise SystemExit("devstack: ENVIRONMENT=production needs ADMIN_EMAIL and ADMIN_PASSWORD")
+    path = data_dir / DEV_ADMIN_FILE
+    if path.exists():
+        admin = json.loads(path.read_text())
+        log(f"admin        {admin['email']} (development admin; password in {path})")
+    else:
+        admin = {"email": DEV_ADMIN_EMAIL, "password": secrets.token_urlsafe(15)}
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(admin, indent=2) + "\n")
+        log("no ADMIN_EMAIL / ADMIN_PASSWORD configured: created a development admin")
+        log(f"admin        {admin['email']}  password {admin['password']}  (kept in {path})")
+    env["ADMIN_EMAIL"], env["ADMIN_PASSWORD"] = admin["email"], admin["password"]
+
+
 def _setting(env: dict[str, str], name: str, default: str) -> str:
     """A setting stack_env does not carry (it has defaults only for addresses)."""
     return env.get(name, os.environ.get(name, default))
@@ -553,6 +580,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     pid_file.write_text(str(os.getpid()))
     ensure_tools()
     env = stack_env(data_dir, args.port_base)
+    ensure_development_admin(env, data_dir)
     os.environ.update(env)
     honcho: subprocess.Popen | None = None
 
@@ -593,7 +621,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         log(
             f"gateway      {base}/api/   (JSON API; CORS for {os.environ.get('CORS_ALLOWED_ORIGINS', 'http://127.0.0.1:5500')})"
         )
-        log(f"admin page   {base}/admin/")
+        log(f"admin page   {base}/admin/   (sign in as {env['ADMIN_EMAIL']})")
         log(
             f"dev mail     http://127.0.0.1:{args.port_base + 7}/messages  (SMTP on {env['SMTP_HOST']}:{env['SMTP_PORT']})"
         )

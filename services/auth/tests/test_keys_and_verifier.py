@@ -162,7 +162,13 @@ async def test_rotation_publishes_previous_key_and_old_tokens_keep_verifying(tmp
 
 
 async def test_production_app_refuses_to_start_without_key(make_settings, tmp_path):
-    app = create_app(make_settings(ENVIRONMENT="production", AUTH_KEYS_DIR=str(tmp_path)))
+    settings = make_settings(
+        ENVIRONMENT="production",
+        AUTH_KEYS_DIR=str(tmp_path),
+        ADMIN_EMAIL="admin@example.com",
+        ADMIN_PASSWORD="Production-Admin-2026",
+    )
+    app = create_app(settings)
     with pytest.raises(KeyConfigurationError):
         async with app.router.lifespan_context(app):
             pass

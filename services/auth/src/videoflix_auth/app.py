@@ -20,7 +20,7 @@ from videoflix_auth.api import install_exception_handlers, router
 from videoflix_auth.keys import load_key_set
 from videoflix_auth.passwords import PasswordHasher
 from videoflix_auth.ratelimit import RateLimiter
-from videoflix_auth.service import AuthService
+from videoflix_auth.service import AuthService, InvalidAdmin, admin_configuration_problem
 from videoflix_auth.settings import AuthSettings
 from videoflix_shared.app import create_app as create_service_app
 from videoflix_shared.app import register_readiness_check
@@ -41,8 +41,8 @@ async def _ensure_admin_until_done(service: AuthService, app: FastAPI) -> None:
             async with app.state.session_factory() as session:
                 await service.ensure_admin(session)
             return
-        except ValueError:
-            logger.exception("admin account not created: invalid ADMIN_EMAIL/ADMIN_PASSWORD")
+        except InvalidAdmin as exc:
+            logger.error("admin account not created from ADMIN_EMAIL/ADMIN_PASSWORD: %s", exc)
             return
         except Exception as exc:
             logger.warning("admin account not in place yet (%s); retrying in %.1fs", exc, delay)
@@ -56,6 +56,9 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        problem = admin_configuration_problem(settings)
+        if problem and settings.is_production:
+            raise RuntimeError(problem)
         keys = load_key_set(settings.keys_dir, generate_if_missing=not settings.is_production)
         engine = create_engine(
             settings.database_url,
@@ -69,13 +72,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         relay = OutboxRelay(session_factory, bus)
         service = AuthService(
             settings=settings,
-            hasher=PasswordHasher(
-                time_cost=settings.argon2_time_cost,
-                memory_kib=settings.argon2_memory_kib,
-                parallelism=settings.argon2_parallelism,
-                max_concurrent=settings.hash_concurrency,
-                wait_seconds=settings.hash_wait_seconds,
-            ),
+            hasher=PasswordHasher.from_settings(settings),
             keys=keys,
             limiter=RateLimiter(redis, settings),
             on_event_committed=relay.wake.set,

@@ -16,10 +16,13 @@ import functools
 import math
 from collections.abc import Callable
 from importlib import resources
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
+
+if TYPE_CHECKING:
+    from videoflix_auth.settings import AuthSettings
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 takes any length; a cap keeps hashing cost bounded
@@ -81,6 +84,16 @@ class PasswordHasher:
         self._dummy_hash = self._hasher.hash("videoflix-dummy-password")
         self._slots = asyncio.Semaphore(max_concurrent)
         self._wait_seconds = wait_seconds
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings) -> PasswordHasher:
+        return cls(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            max_concurrent=settings.hash_concurrency,
+            wait_seconds=settings.hash_wait_seconds,
+        )
 
     async def hash(self, password: str) -> str:
         return await self._in_slot(self._hasher.hash, password)

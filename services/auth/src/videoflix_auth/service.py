@@ -94,23 +94,95 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def normalize_email(raw: str) -> str | None:
+def normalize_email(raw: str, *, allow_test_domain: bool = False) -> str | None:
     """The canonical form of an address (lower case, ASCII/IDNA domain) or None if invalid.
 
     Non-ASCII local parts are refused: mail systems handle them unevenly and they invite
-    look-alike addresses.
+    look-alike addresses. `allow_test_domain` also admits the special-use `.test` domain,
+    for the admin account only (an address like admin@videoflix.test never receives mail,
+    so registration and password reset keep refusing it).
     """
-    if not raw or len(raw) > MAX_EMAIL_LENGTH:
-        return None
     try:
-        validated = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
-    except (EmailNotValidError, UnicodeError, ValueError):
+        return _normalized_or_error(raw, allow_test_domain=allow_test_domain)
+    except ValueError:
         return None
+
+
+def _normalized_or_error(raw: str, *, allow_test_domain: bool) -> str:
+    """Like `normalize_email`, but a ValueError says what is wrong with the address."""
+    if not raw or len(raw) > MAX_EMAIL_LENGTH:
+        raise ValueError(f"an address has 1 to {MAX_EMAIL_LENGTH} characters")
+    try:
+        validated = validate_email(
+            raw.strip(),
+            check_deliverability=False,
+            allow_smtputf8=False,
+            test_environment=allow_test_domain,
+        )
+    except (EmailNotValidError, UnicodeError) as exc:
+        raise ValueError(str(exc)) from None
     email = (validated.ascii_email or validated.normalized).lower()
     local_part = email.rpartition("@")[0]
     if len(local_part) > MAX_LOCAL_PART_LENGTH or len(email) > MAX_EMAIL_LENGTH:
-        return None  # RFC 5321 limits
+        raise ValueError("the address is longer than RFC 5321 allows")
     return email
+
+
+class InvalidAdmin(ValueError):
+    """The admin account cannot be put in place as configured; the message says why."""
+
+
+def admin_configuration_problem(settings: AuthSettings) -> str | None:
+    """Why auth must not start with these admin settings, or None.
+
+    Production needs an admin; outside production a missing one is fine (`make up` creates
+    a development admin itself, and `videoflix-auth create-admin` makes one any time).
+    """
+    if not settings.admin_email or not settings.admin_password:
+        if settings.is_production:
+            return "ENVIRONMENT=production needs ADMIN_EMAIL and ADMIN_PASSWORD (the admin account)"
+        return None
+    try:
+        _normalized_or_error(settings.admin_email, allow_test_domain=True)
+    except ValueError as exc:
+        return f"ADMIN_EMAIL {settings.admin_email!r} is not a valid address: {exc}"
+    problems = password_problems(settings.admin_password, email=settings.admin_email)
+    if problems and settings.is_production:
+        return f"ADMIN_PASSWORD is too weak: {' '.join(problems)}"
+    return None
+
+
+async def put_admin(
+    session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str, allow_weak: bool
+) -> str:
+    """Create the admin account, or make an existing account an active admin with this
+    password (idempotent, safe when several processes do it at once); returns the address."""
+    try:
+        normalized = _normalized_or_error(email, allow_test_domain=True)
+    except ValueError as exc:
+        raise InvalidAdmin(f"{email!r} is not a valid address: {exc}") from None
+    problems = password_problems(password, email=normalized)
+    if problems and not allow_weak:
+        raise InvalidAdmin(f"the password is too weak: {' '.join(problems)}")
+    if problems:
+        logger.warning("the admin password is weak (%s); accepted outside production", problems)
+    existing = await session.scalar(select(User.password_hash).where(User.email == normalized))
+    await session.rollback()  # no connection held while hashing
+    if existing is not None and await hasher.verify(existing, password):
+        password_hash = existing  # unchanged: no need to rehash every start
+    else:
+        password_hash = await hasher.hash(password)
+    statement = insert(User).values(
+        email=normalized, password_hash=password_hash, is_active=True, is_admin=True
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[User.email],
+            set_={"password_hash": password_hash, "is_active": True, "is_admin": True},
+        )
+    )
+    await session.commit()
+    return normalized
 
 
 class AuthService:
@@ -255,7 +327,7 @@ class AuthService:
     async def login(
         self, session: AsyncSession, *, email: str, password: str, client_ip: str
     ) -> IssuedSession:
-        normalized = normalize_email(email)
+        normalized = normalize_email(email, allow_test_domain=True)  # the admin may use .test
         email_limit = Limit(
             "login:email",
             normalized or email.strip().lower(),
@@ -455,35 +527,20 @@ class AuthService:
     # -- admin account -------------------------------------------------------------------------
 
     async def ensure_admin(self, session: AsyncSession) -> None:
-        """Create or update the admin account from ADMIN_EMAIL / ADMIN_PASSWORD (idempotent,
-        safe when several workers start at once)."""
+        """Put the admin account from ADMIN_EMAIL / ADMIN_PASSWORD in place, if configured."""
         if not self.settings.admin_email or not self.settings.admin_password:
-            return
-        email = normalize_email(self.settings.admin_email)
-        if email is None:
-            raise ValueError(f"ADMIN_EMAIL {self.settings.admin_email!r} is not a valid address")
-        problems = password_problems(self.settings.admin_password, email=email)
-        if problems:
-            if self.settings.is_production:
-                raise ValueError(f"ADMIN_PASSWORD is too weak: {' '.join(problems)}")
-            logger.warning("ADMIN_PASSWORD is weak (%s); accepted outside production", problems)
-        existing = await session.scalar(select(User).where(User.email == email))
-        if existing is not None and await self.hasher.verify(
-            existing.password_hash, self.settings.admin_password
-        ):
-            password_hash = existing.password_hash  # unchanged: no need to rehash every start
-        else:
-            password_hash = await self.hasher.hash(self.settings.admin_password)
-        statement = insert(User).values(
-            email=email, password_hash=password_hash, is_active=True, is_admin=True
-        )
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[User.email],
-                set_={"password_hash": password_hash, "is_active": True, "is_admin": True},
+            logger.warning(
+                "no admin account configured (ADMIN_EMAIL / ADMIN_PASSWORD); create one with "
+                "`videoflix-auth create-admin EMAIL`"
             )
+            return
+        email = await put_admin(
+            session,
+            self.hasher,
+            email=self.settings.admin_email,
+            password=self.settings.admin_password,
+            allow_weak=not self.settings.is_production,
         )
-        await session.commit()
         logger.info("admin account %s is in place", email)
 
     # -- helpers -------------------------------------------------------------------------------
