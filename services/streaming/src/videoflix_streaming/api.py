@@ -47,7 +47,10 @@ ROUTE = re.compile(
     rb"/api/video/([1-9][0-9]{0,17})/"
     rb"((?:480p|720p|1080p)/(?:index\.m3u8|seg_[0-9]{5}\.ts)|master\.m3u8|thumbnail\.jpg)/?"
 )
-RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.ASCII)
+# One range-spec of a Range header (RFC 9110 14.1.1): ASCII digits only ([0-9], not \d,
+# which also matches other scripts' digits); spaces and tabs around the dash are tolerated.
+RANGE_SPEC = re.compile(r"([0-9]*)[ \t]*-[ \t]*([0-9]*)")
+OWS = " \t"
 MAX_TOKEN_LENGTH = 8192
 READ_CHUNK_BYTES = 256 * 1024
 SEGMENT_CACHE_CONTROL = b"private, max-age=31536000, immutable"
@@ -102,27 +105,59 @@ class HlsRequest:
 def parse_byte_range(header: str, size: int) -> tuple[int, int] | None:
     """The inclusive (first, last) byte of a single `bytes=` range, or None to ignore it.
 
-    Multiple ranges and malformed headers are ignored (a full 200 answer is allowed by
-    RFC 9110); a well-formed range that starts beyond the end raises RangeNotSatisfiable.
+    RFC 9110 14.2 lets a server ignore any Range it does not want to serve, so anything
+    but one well-formed byte range (other units, several ranges, first > last, non-ASCII
+    digits, stray characters) is ignored and the whole file goes out with 200. A
+    well-formed range that cannot be satisfied (it starts at or beyond the end, or asks
+    for an empty suffix) raises RangeNotSatisfiable (416). Numbers are compared by their
+    digits before any int() conversion, so a position of thousands of digits is just
+    "beyond any file" and never reaches Python's 4300-digit conversion limit.
     """
-    match = RANGE.fullmatch(header)
+    unit, equals, range_set = header.partition("=")
+    if not equals or unit.strip(OWS).lower() != "bytes":
+        return None
+    # A list: empty elements are allowed and ignored (RFC 9110 5.6.1.2).
+    specs = [spec for spec in (part.strip(OWS) for part in range_set.split(",")) if spec]
+    if len(specs) != 1:
+        return None
+    match = RANGE_SPEC.fullmatch(specs[0])
     if match is None:
         return None
     first, last = match[1], match[2]
-    if not first:
-        if not last:
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise RangeNotSatisfiable
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
+    if not first and not last:
         return None
-    if start >= size:
+    # Leading zeros count towards int()'s digit limit too: drop them (an empty part
+    # stays empty, "000" becomes "0").
+    first, last = _significant(first), _significant(last)
+    if not first:
+        return _suffix_range(last, size)
+    if last and _compare(first, last) > 0:
+        return None  # invalid (first > last): ignored, not unsatisfiable
+    if _compare(first, str(size)) >= 0:
         raise RangeNotSatisfiable
-    return start, min(end, size - 1)
+    start = int(first)  # now smaller than `size`: a short number
+    if not last or _compare(last, str(size)) >= 0:
+        return start, size - 1
+    return start, int(last)
+
+
+def _suffix_range(digits: str, size: int) -> tuple[int, int]:
+    """`bytes=-N`: the last N bytes (all of them when N is larger than the file)."""
+    if digits == "0" or size == 0:
+        raise RangeNotSatisfiable
+    if _compare(digits, str(size)) >= 0:
+        return 0, size - 1
+    return size - int(digits), size - 1
+
+
+def _significant(digits: str) -> str:
+    return digits and (digits.lstrip("0") or "0")
+
+
+def _compare(a: str, b: str) -> int:
+    """Compare two ASCII digit strings without leading zeros as numbers (-1, 0 or 1)."""
+    key_a, key_b = (len(a), a), (len(b), b)
+    return (key_a > key_b) - (key_a < key_b)
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
@@ -146,7 +181,7 @@ def not_modified(headers: dict[bytes, str], media: MediaFile) -> bool:
     if if_modified_since is not None:
         try:
             since = parsedate_to_datetime(if_modified_since).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
             return False
         return media.mtime <= since
     return False
