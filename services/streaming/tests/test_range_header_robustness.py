@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import re
 
 from videoflix_streaming.api import RangeNotSatisfiable, parse_byte_range
 
