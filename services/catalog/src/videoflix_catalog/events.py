@@ -1,7 +1,9 @@
 """What catalog publishes and consumes on NATS JetStream.
 
 Publishes (through the outbox, see service.py): `catalog.video.uploaded` (upload,
-re-transcode, sweeper retry) and `catalog.video.deleted`.
+re-transcode, sweeper retry), `catalog.video.deleted`, and `access.video.<id>`
+(`VideoAccessChanged`: who may play the video) whenever publication, readiness or
+existence changes; on start it announces every video's state once more (backfill).
 Consumes the TRANSCODER stream with the durable consumer `catalog`: progress, completed
 and failed, applied idempotently (see `service.apply_transcoder_event`).
 Also runs the stuck-job sweeper loop, which re-publishes upload events.
@@ -83,3 +85,21 @@ async def run_sweeper(
             logger.warning("stuck-job sweep failed: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_seconds)
+
+
+async def announce_access_on_start(
+    session_factory: async_sessionmaker[AsyncSession], stop: asyncio.Event
+) -> None:
+    """Announce every video's playback state once, retrying while the database is down."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            async with session_factory() as session:
+                staged = await service.announce_all_access(session)
+            logger.info("announced the playback state of videos (%d new announcements)", staged)
+            return
+        except Exception as exc:
+            logger.warning("announcing playback states failed (%s); retrying in %.0fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30)

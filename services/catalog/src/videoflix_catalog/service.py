@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,15 +28,18 @@ from videoflix_shared.events import (
     TranscodeCompleted,
     TranscodeFailed,
     TranscodeProgress,
+    VideoAccessChanged,
     VideoDeleted,
     VideoUploaded,
     utcnow,
 )
-from videoflix_shared.outbox import add_event
+from videoflix_shared.outbox import add_event, add_events_once
 
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT = (VideoStatus.UPLOADED.value, VideoStatus.PROCESSING.value)
+# Namespace of the start-up announcements' deterministic event ids.
+ACCESS_NAMESPACE = uuid.UUID("5f0c6c44-3f5e-4d6a-9a51-0c0a55e7c1d2")
 
 
 class CatalogError(Exception):
@@ -255,6 +259,7 @@ async def create_video(
             video_id=video.id, generation=video.generation, source_path=video.source_path
         ),
     )
+    announce_access(session, video)
     try:
         await session.commit()
     except BaseException:
@@ -272,8 +277,9 @@ async def update_video(session: AsyncSession, *, video_id: int, changes: VideoUp
         video.description = changes.description
     if changes.category is not None:
         video.category = await resolve_category(session, ref=changes.category)
-    if changes.published is not None:
+    if changes.published is not None and changes.published != video.published:
         video.published = changes.published
+        announce_access(session, video)
     video.updated_at = utcnow()
     await session.commit()
     return video
@@ -284,10 +290,12 @@ async def delete_video(session: AsyncSession, *, video_id: int) -> None:
     video = await get_video(session, video_id=video_id, for_update=True)
     await session.delete(video)
     add_event(session, VideoDeleted(video_id=video_id))
+    announce_access(session, video, deleted=True)
     await session.commit()
 
 
 def _start_new_generation(session: AsyncSession, video: Video, *, now: datetime) -> None:
+    was_ready = video.status == VideoStatus.READY.value
     video.generation += 1
     video.status = VideoStatus.UPLOADED.value
     video.progress = 0.0
@@ -300,6 +308,8 @@ def _start_new_generation(session: AsyncSession, video: Video, *, now: datetime)
             video_id=video.id, generation=video.generation, source_path=video.source_path
         ),
     )
+    if was_ready:  # its files are about to be replaced: not playable until the new ones
+        announce_access(session, video)
 
 
 async def retranscode_video(session: AsyncSession, *, video_id: int, media_root: Path) -> Video:
@@ -313,6 +323,62 @@ async def retranscode_video(session: AsyncSession, *, video_id: int, media_root:
     video.sweep_retries = 0
     await session.commit()
     return video
+
+
+# -- playback access ------------------------------------------------------------------
+
+
+def access_event(video: Video, *, deleted: bool = False) -> VideoAccessChanged:
+    return VideoAccessChanged(
+        video_id=video.id,
+        published=video.published and not deleted,
+        ready=video.status == VideoStatus.READY.value and not deleted,
+        deleted=deleted,
+    )
+
+
+def announce_access(session: AsyncSession, video: Video, *, deleted: bool = False) -> None:
+    """Stage the video's playback state for streaming, in the transaction that changes it.
+
+    Callers hold the video's row lock (or created the row), so the announcements of one
+    video are created, committed and (one relay at a time) published in order.
+    """
+    add_event(session, access_event(video, deleted=deleted))
+
+
+async def announce_all_access(session: AsyncSession, *, batch_size: int = 1000) -> int:
+    """Announce the current playback state of every video (catalog's start-up backfill).
+
+    Makes an upgraded installation, whose videos predate the ACCESS stream, playable, and
+    heals a stream that was lost. The rows are locked FOR SHARE while announced, so no
+    change commits between reading a state and staging it; message ids are derived from
+    the state (`uuid5`), so processes starting together, or a restart with the rows still
+    in the outbox, stage each announcement once. Returns how many were staged.
+    """
+    staged = 0
+    last_id = 0
+    while True:
+        videos = (
+            await session.scalars(
+                select(Video)
+                .where(Video.id > last_id)
+                .order_by(Video.id)
+                .limit(batch_size)
+                .with_for_update(of=Video, read=True)
+            )
+        ).all()
+        if not videos:
+            break
+        events = [_deterministic(access_event(video), video) for video in videos]
+        staged += await add_events_once(session, events)
+        last_id = videos[-1].id
+    await session.commit()
+    return staged
+
+
+def _deterministic(event: VideoAccessChanged, video: Video) -> VideoAccessChanged:
+    key = f"access:{video.id}:{event.published}:{event.ready}:{video.generation}:{video.updated_at.isoformat()}"
+    return event.model_copy(update={"event_id": uuid.uuid5(ACCESS_NAMESPACE, key)})
 
 
 # -- transcoder events -----------------------------------------------------------------
@@ -357,6 +423,7 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
         video.thumbnail_path = event.thumbnail_path
         video.master_playlist_path = event.master_playlist_path
         video.failure_reason = None
+        announce_access(session, video)
     else:
         video.status = VideoStatus.FAILED.value
         video.failure_reason = event.reason[:2000] or "Transcoding failed."

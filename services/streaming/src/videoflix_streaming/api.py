@@ -10,7 +10,9 @@ Prometheus metrics, JSON errors.
 
 Per request: strict route match on the raw path (so `%2e%2e`/`%2f` never match) → token
 (cookie `access_token` or Bearer; verified once, then answered from the verifier's cache
-until it expires) → the media library (cached metadata) → 304 / 206 / 416 / 200. The body
+until it expires; 401 without one, except for a thumbnail) → who may play this video
+(access.py: published and ready for everyone, ready for admins, else 404; 503 until the
+playback states are loaded) → the media library (cached metadata) → 304 / 206 / 416 / 200. The body
 comes from the library's in-memory cache when it is there (playlists always, segments and
 thumbnails within its byte budget); otherwise a full file goes out by ASGI
 `http.response.pathsend` (Granian sends it from the file), and byte ranges, or servers
@@ -35,7 +37,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from videoflix_shared.app import CORS_EXPOSED_HEADERS
 from videoflix_shared.middleware import LATENCY, REQUESTS
-from videoflix_shared.security import InvalidToken, TokenVerifier, bearer_token
+from videoflix_shared.security import InvalidToken, Principal, TokenVerifier, bearer_token
+from videoflix_streaming.access import AccessMap, Audience
 from videoflix_streaming.service import AssetKind, MediaFile, MediaLibrary, asset_kind
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,8 @@ HEADERS_READ = frozenset(
 )
 CREDENTIALS_MISSING = "Authentication credentials were not provided."
 CREDENTIALS_INVALID = "Invalid or expired access token."
+ACCESS_NOT_LOADED = "Playback is starting up; try again in a moment."
+RETRY_AFTER = b"2"
 
 
 class RangeNotSatisfiable(Exception):
@@ -187,6 +192,14 @@ def not_modified(headers: dict[bytes, str], media: MediaFile) -> bool:
     return False
 
 
+def _may_play(audience: Audience, principal: Principal | None) -> bool:
+    """Published and ready: everyone (the caller checked the token where one is needed);
+    ready but unpublished: admins only (a preview); anything else: nobody."""
+    if audience is Audience.EVERYONE:
+        return True
+    return audience is Audience.ADMINS and principal is not None and principal.is_admin
+
+
 def cookie_value(cookie_header: str, name: str) -> str | None:
     for chunk in cookie_header.split(";"):
         key, equals, value = chunk.partition("=")
@@ -204,12 +217,14 @@ class HlsEndpoint:
         fallback: ASGIApp,
         library: MediaLibrary,
         verifier: TokenVerifier,
+        access: AccessMap,
         allowed_origins: list[str],
         thumbnail_max_age: int,
     ) -> None:
         self.fallback = fallback
         self.library = library
         self.verifier = verifier
+        self.access = access
         self.thumbnail_cache_control = f"public, max-age={thumbnail_max_age}".encode()
         exposed = ", ".join(CORS_EXPOSED_HEADERS).encode()
         self.cors_headers = {
@@ -281,51 +296,68 @@ class HlsEndpoint:
             await self._send_error(send, request, 404, "Not found.")
             return
         video_id, asset = int(match[1]), match[2].decode()
-        request.route = METRIC_ROUTES[asset_kind(asset)]  # type: ignore[index]
-        if asset != "thumbnail.jpg":  # the thumbnail is public: catalog's list links it
-            problem = await self._authentication_problem(request.headers)
+        kind = asset_kind(asset)
+        request.route = METRIC_ROUTES[kind]  # type: ignore[index]
+        principal = None
+        if kind is not AssetKind.THUMBNAIL:  # a published video's thumbnail is public (<img>)
+            principal, problem = await self._principal(request.headers)
             if problem is not None:
                 await self._send_error(
                     send, request, 401, problem, [(b"www-authenticate", b"Bearer")]
                 )
                 return
+        if not self.access.loaded:  # fail closed until the playback states are known
+            await self._send_error(
+                send, request, 503, ACCESS_NOT_LOADED, [(b"retry-after", RETRY_AFTER)]
+            )
+            return
+        audience = self.access.audience(video_id)
+        if audience is Audience.ADMINS and kind is AssetKind.THUMBNAIL:
+            principal, _ = await self._principal(request.headers)  # the admin page's <img>
+        if not _may_play(audience, principal):
+            # 404, not 403: nobody learns that an unpublished video exists.
+            await self._send_error(send, request, 404, "Not found.")
+            return
         media = self.library.cached(video_id=video_id, asset=asset)
         if media is None:
             media = await self.library.find(video_id=video_id, asset=asset)
         if media is None:
             await self._send_error(send, request, 404, "Not found.")
             return
-        await self._send_media(send, request, media)
+        await self._send_media(send, request, media, public=audience is Audience.EVERYONE)
 
-    async def _authentication_problem(self, headers: dict[bytes, str]) -> str | None:
-        """None when the request carries a valid access token, else the reason."""
+    async def _principal(self, headers: dict[bytes, str]) -> tuple[Principal | None, str | None]:
+        """The caller's verified identity, or None and the reason there is none."""
         token = bearer_token(headers.get(b"authorization"))
         if token is None and b"cookie" in headers:
             token = cookie_value(headers[b"cookie"], "access_token")
         if not token:
-            return CREDENTIALS_MISSING
+            return None, CREDENTIALS_MISSING
         if len(token) > MAX_TOKEN_LENGTH:
-            return CREDENTIALS_INVALID
-        if self.verifier.cached(token) is not None:
-            return None
+            return None, CREDENTIALS_INVALID
+        principal = self.verifier.cached(token)
+        if principal is not None:
+            return principal, None
         try:
-            await self.verifier.verify(token)
+            return await self.verifier.verify(token), None
         except InvalidToken:
-            return CREDENTIALS_INVALID
-        return None
+            return None, CREDENTIALS_INVALID
 
-    def _cache_control(self, kind: AssetKind) -> bytes:
+    def _cache_control(self, kind: AssetKind, *, public: bool) -> bytes:
         if kind is AssetKind.SEGMENT:
             return SEGMENT_CACHE_CONTROL
         if kind is AssetKind.THUMBNAIL:
-            return self.thumbnail_cache_control
+            # An admin's preview of an unpublished video's thumbnail stays out of shared caches.
+            return self.thumbnail_cache_control if public else PLAYLIST_CACHE_CONTROL
         return PLAYLIST_CACHE_CONTROL
 
-    async def _send_media(self, send: Send, request: HlsRequest, media: MediaFile) -> None:
+    async def _send_media(
+        self, send: Send, request: HlsRequest, media: MediaFile, *, public: bool
+    ) -> None:
         validators = [
             (b"etag", media.etag.encode()),
             (b"last-modified", media.last_modified.encode()),
-            (b"cache-control", self._cache_control(media.kind)),
+            (b"cache-control", self._cache_control(media.kind, public=public)),
             *request.response_headers,
         ]
         if not_modified(request.headers, media):
