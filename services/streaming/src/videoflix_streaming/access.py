@@ -134,6 +134,9 @@ class AccessFeed:
             try:
                 messages = await sub.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
             except NatsTimeoutError:
+                # Quiet, or our consumer is gone (NATS restarted, consumer removed): a fetch
+                # from a missing consumer only times out. Asking raises NotFoundError then.
+                await sub.consumer_info()
                 continue
             for msg in messages:
                 self._apply(msg)
