@@ -587,7 +587,20 @@ def published_video(admin_api: Api, journey_clip: Clip) -> PublishedVideo:
             headers=admin_api.csrf_headers(),
         )
         assert published.status_code == 200, published.text
+    wait_until_playable(admin_api.stack, body["id"])
     return PublishedVideo(id=body["id"], title=title, clip=journey_clip, admin_view=video)
+
+
+def wait_until_playable(stack: Stack, video_id: Any, timeout: float = 10) -> None:
+    """Streaming learns of a publication from catalog's announcement within moments: wait
+    until it shows (the thumbnail turns public), so the steps after this play at once."""
+    url = f"{stack.base_url}/api/video/{video_id}/thumbnail.jpg"
+    deadline = time.monotonic() + timeout
+    while httpx.get(url, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, (
+            f"video {video_id} not playable {timeout}s after publishing"
+        )
+        time.sleep(0.1)
 
 
 # --- the frontend origin and the browser --------------------------------------------------------
