@@ -377,7 +377,12 @@ async def announce_all_access(session: AsyncSession, *, batch_size: int = 1000) 
 
 
 def _deterministic(event: VideoAccessChanged, video: Video) -> VideoAccessChanged:
-    key = f"access:{video.id}:{event.published}:{event.ready}:{video.generation}:{video.updated_at.isoformat()}"
+    # updated_at moves with every change of the video, so each state it passes through gets
+    # its own id, and a state staged before (same id) is not staged again.
+    key = ":".join(
+        str(part)
+        for part in ("access", video.id, event.published, event.ready, video.updated_at.isoformat())
+    )
     return event.model_copy(update={"event_id": uuid.uuid5(ACCESS_NAMESPACE, key)})
 
 
