@@ -3,12 +3,13 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --all-packages
 
-.PHONY: help install up down status test lint format bench routes clean
+.PHONY: help install up down status demo test lint format bench routes clean
 
 help:
 	@echo "make up      run the whole stack natively (installs what is missing); Ctrl-C stops it"
 	@echo "make down    stop a stack started by make up (from another terminal)"
 	@echo "make status  health of every process of a running stack"
+	@echo "make demo    upload sample videos to a running stack and wait until they play"
 	@echo "make test    lint, import contract, every service's tests and the end-to-end suite"
 	@echo "make bench   performance benchmarks (not part of make test)"
 	@echo "make format  apply ruff's formatting and fixes"
@@ -25,6 +26,9 @@ down:
 
 status:
 	$(RUN) python -m deploy.devstack status
+
+demo:
+	$(RUN) python -m deploy.demo
 
 test: install
 	@bash deploy/test.sh

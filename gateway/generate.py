@@ -26,6 +26,10 @@ TRAEFIK_ROUTES_FILE = Path(__file__).parent / "traefik" / "dynamic" / "routes.ym
 TRAEFIK_ENTRYPOINT = "web"  # defined in gateway/traefik/traefik.yml
 FALLBACK_ROUTER = "fallback"  # Traefik's catch-all router (Caddy's bare `handle`)
 FALLBACK_PRIORITY = 1  # the lowest: 0 would mean "use the rule's length"
+# Unmatched requests reach the fallback service on this path only: its app answers a JSON 404,
+# and nothing internal of it (/metrics, /readyz, /docs, /openapi.json) is reachable.
+NOT_FOUND_PATH = "/__gateway_not_found__"
+FALLBACK_MIDDLEWARE = "fallback-not-found"
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ def render_caddyfile(table: RouteTable, *, port_base: int = 8000, listen: str | 
             out.append("\t}")
     out += [
         "\thandle {",
+        f"\t\trewrite * {NOT_FOUND_PATH}",
         f"\t\treverse_proxy {table.native_upstream(table.fallback, port_base)}",
         "\t}",
         "",
@@ -176,13 +181,20 @@ def render_traefik_dynamic(table: RouteTable) -> str:
                 f"        prefixes: {_yaml_list([r.strip_prefix])}",
             ]
     routers += [
-        "    # Everything else goes to the fallback service, whose app answers a JSON 404",
-        "    # (Traefik's own 404 page is plain text).",
+        "    # Everything else goes to the fallback service on one path its app answers with a",
+        "    # JSON 404 (Traefik's own 404 page is plain text; the original path could name one",
+        "    # of the service's internal endpoints).",
         f"    {FALLBACK_ROUTER}:",
         f"      entryPoints: {_yaml_list([TRAEFIK_ENTRYPOINT])}",
         f"      rule: {_yaml('PathPrefix(`/`)')}",
         f"      priority: {FALLBACK_PRIORITY}",
+        f"      middlewares: {_yaml_list([FALLBACK_MIDDLEWARE])}",
         f"      service: {_yaml(table.fallback)}",
+    ]
+    middlewares += [
+        f"    {FALLBACK_MIDDLEWARE}:",
+        "      replacePath:",
+        f"        path: {_yaml(NOT_FOUND_PATH)}",
     ]
     services = ["  services:"]
     for name in table.services:
@@ -199,8 +211,7 @@ def render_traefik_dynamic(table: RouteTable) -> str:
         "http:",
         *routers,
     ]
-    if middlewares:
-        out += ["  middlewares:", *middlewares]
+    out += ["  middlewares:", *middlewares]
     out += [*services, ""]
     text = "\n".join(out)
     if "{{" in text:  # Traefik runs every dynamic file through Go templating first

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.generate import load_routes, render_caddyfile
+from gateway.generate import NOT_FOUND_PATH, load_routes, render_caddyfile
 from videoflix_shared.testing.plugin import ServerThread
 
 pytestmark = pytest.mark.skipif(
@@ -46,9 +46,24 @@ API_PATHS = [
     ("GET", "/api/video/12/master.m3u8", "streaming", "/api/video/12/master.m3u8"),
     ("GET", "/api/video/12/thumbnail.jpg", "streaming", "/api/video/12/thumbnail.jpg"),
     ("GET", "/svc/auth/healthz", "auth", "/healthz"),
-    ("GET", "/svc/catalog/readyz", "catalog", "/readyz"),
+    ("GET", "/svc/catalog/healthz", "catalog", "/healthz"),
     ("GET", "/svc/streaming/healthz", "streaming", "/healthz"),
-    ("GET", "/no/such/path", "catalog", "/no/such/path"),  # the fallback answers JSON 404s
+    # the fallback answers JSON 404s on one path: nothing internal of it is reachable
+    ("GET", "/no/such/path", "catalog", NOT_FOUND_PATH),
+]
+
+# Internal endpoints of every service, and tricks to reach them through a public prefix.
+INTERNAL_PATHS = [
+    *(
+        f"{prefix}{endpoint}"
+        for prefix in ("", "/svc/auth", "/svc/catalog", "/svc/streaming")
+        for endpoint in ("/metrics", "/readyz", "/docs", "/openapi.json", "/redoc")
+    ),
+    "/api/admin/../../metrics",
+    "/api/admin/%2e%2e/%2e%2e/metrics",
+    "/api/activate/../../openapi.json",
+    "/api/video/1/../../../readyz",
+    "//metrics",
 ]
 
 
@@ -124,6 +139,24 @@ def test_path_reaches_its_owning_service(gateway, method, path, service, upstrea
     r = httpx.request(method, url + path, timeout=5)
     assert r.status_code == 200, r.text
     assert r.json() == {"service": service, "path": upstream_path}
+
+
+@pytest.mark.parametrize("path", INTERNAL_PATHS)
+def test_internal_endpoints_are_not_reachable_through_the_gateway(gateway, path):
+    url = gateway[0]
+    with httpx.Client(base_url=url, timeout=5) as client:
+        # send the path as written: no client-side normalisation of `..` or `//`
+        request = client.build_request("GET", "/")
+        request.url = request.url.copy_with(raw_path=path.encode())
+        r = client.send(request)
+    if r.status_code == 200:
+        reached = r.json()["path"]
+        assert reached == NOT_FOUND_PATH or not any(
+            reached.rstrip("/").endswith(e)
+            for e in ("/metrics", "/readyz", "/docs", "/openapi.json", "/redoc")
+        ), (path, reached)
+    else:
+        assert r.status_code in (400, 404), (path, r.status_code, r.text)
 
 
 def test_every_route_of_the_table_is_exercised():

@@ -19,6 +19,7 @@ import yaml
 
 from gateway.generate import (
     CADDYFILE,
+    NOT_FOUND_PATH,
     TRAEFIK_ROUTES_FILE,
     load_routes,
     main,
@@ -67,20 +68,24 @@ def parse_caddyfile(text: str) -> tuple[list[ParsedRoute], str]:
         elif m := re.fullmatch(r"@(\S+)-\d+ path_regexp (\S+)", line):
             matchers.setdefault(m[1], set()).add(("regex", m[2]))
         elif m := re.fullmatch(r"handle(?: @(\S+)-\d+)? \{", line):
-            strip, upstream = None, None
+            strip, upstream, rewrite = None, None, None
             for inner in lines:
                 inner = inner.strip()
                 if inner == "}":
                     break
                 if s := re.fullmatch(r"uri strip_prefix (\S+)", inner):
                     strip = s[1]
+                elif r := re.fullmatch(r"rewrite \* (\S+)", inner):
+                    rewrite = r[1]
                 elif u := re.fullmatch(r"reverse_proxy (\S+)", inner):
                     upstream = u[1]
             assert upstream, f"handle block without reverse_proxy: {line}"
             service = _service_by_native_upstream(upstream)
             if m[1] is None:
+                assert rewrite == NOT_FOUND_PATH, "the catch-all must not forward the path"
                 fallback = service
             else:
+                assert rewrite is None
                 assert handled.setdefault(m[1], (service, strip)) == (service, strip)
     assert fallback, "the Caddyfile has no catch-all handle"
     routes = [ParsedRoute(n, frozenset(matchers[n]), *handled[n]) for n in handled]
@@ -123,11 +128,13 @@ def parse_traefik_dynamic(dynamic: dict) -> tuple[list[ParsedRoute], str]:
         strips = [
             prefix
             for mw in router.get("middlewares", [])
-            for prefix in http["middlewares"][mw]["stripPrefix"]["prefixes"]
+            for prefix in http["middlewares"][mw].get("stripPrefix", {}).get("prefixes", [])
         ]
         assert len(strips) <= 1, f"router {name} strips more than one prefix"
         matchers = parse_traefik_rule(router["rule"])
         if matchers == {("prefix", "/")}:
+            replaced = [http["middlewares"][mw].get("replacePath") for mw in router["middlewares"]]
+            assert replaced == [{"path": NOT_FOUND_PATH}], "the catch-all must not forward the path"
             fallback = service
             continue
         routes.append(ParsedRoute(name, matchers, service, strips[0] if strips else None))
@@ -202,7 +209,10 @@ def route_like_traefik(dynamic: dict, path: str) -> tuple[str, str]:
         if not matched:
             continue
         for mw in router.get("middlewares", []):
-            for prefix in http["middlewares"][mw]["stripPrefix"]["prefixes"]:
+            middleware = http["middlewares"][mw]
+            if "replacePath" in middleware:
+                path = middleware["replacePath"]["path"]
+            for prefix in middleware.get("stripPrefix", {}).get("prefixes", []):
                 if path.startswith(prefix):
                     path = path[len(prefix) :] or "/"
         return router["service"], path
@@ -227,13 +237,16 @@ def route_like_traefik(dynamic: dict, path: str) -> tuple[str, str]:
         ("/api/admin/videos/", "catalog", "/api/admin/videos/"),
         ("/admin/", "catalog", "/admin/"),
         ("/svc/auth/healthz", "auth", "/healthz"),
-        ("/svc/catalog/readyz", "catalog", "/readyz"),
+        ("/svc/catalog/healthz", "catalog", "/healthz"),
+        ("/svc/catalog/readyz", "catalog", NOT_FOUND_PATH),
+        ("/metrics", "catalog", NOT_FOUND_PATH),
+        ("/openapi.json", "catalog", NOT_FOUND_PATH),
         ("/svc/streaming/healthz", "streaming", "/healthz"),
         # unmatched: the fallback service answers its JSON 404
-        ("/api/video/7/", "catalog", "/api/video/7/"),
-        ("/api/registerme/", "catalog", "/api/registerme/"),
-        ("/no/such/path", "catalog", "/no/such/path"),
-        ("/", "catalog", "/"),
+        ("/api/video/7/", "catalog", NOT_FOUND_PATH),
+        ("/api/registerme/", "catalog", NOT_FOUND_PATH),
+        ("/no/such/path", "catalog", NOT_FOUND_PATH),
+        ("/", "catalog", NOT_FOUND_PATH),
     ],
 )
 def test_traefik_sends_each_path_where_the_route_table_says(path, service, forwarded):

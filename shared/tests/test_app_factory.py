@@ -192,3 +192,34 @@ async def test_readyz_reports_each_check_and_503_when_one_fails():
     assert r.status_code == 503
     assert r.json()["checks"]["cache"] == "ok"
     assert "database down" in r.json()["checks"]["database"]
+
+
+UNSTORABLE_BODIES = {
+    "escaped NUL": b'{"email": "a\\u0000@example.com", "password": "x"}',
+    "escaped lone surrogate": b'{"email": "a@example.com", "password": "\\ud800"}',
+    "raw UTF-8 surrogate": b'{"email": "a@example.com", "password": "\xed\xa0\x80"}',
+    "nested in a list": b'{"email": "a@example.com", "password": "x", "extra": [["\\udc00"]]}',
+    "in a key": b'{"email": "a@example.com", "password": "x", "\\u0000": 1}',
+}
+
+
+@pytest.mark.parametrize("body", list(UNSTORABLE_BODIES.values()), ids=list(UNSTORABLE_BODIES))
+async def test_unstorable_text_in_a_json_body_is_a_400_before_the_route(client, body) -> None:
+    for content_type in ("application/json", "application/problem+json", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = await client.post("/api/login/", content=body, headers=headers)
+        assert r.status_code == 400, (content_type, r.text)
+        assert r.headers["content-type"] == "application/json"
+        assert "NUL" in str(r.json())
+
+
+async def test_unstorable_text_in_path_or_query_is_a_400(client) -> None:
+    assert (await client.get("/api/boom/?q=%00")).status_code == 400
+    assert (await client.get("/api/bo%00om/")).status_code == 400
+
+
+async def test_ordinary_unicode_passes_the_text_check(client) -> None:
+    body = '{"email": "zoë@example.com", "password": "🎬 パスワード \\ud83c\\udfac"}'.encode()
+    r = await client.post("/api/login/", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"email": "zoë@example.com"}

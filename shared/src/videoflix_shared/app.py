@@ -26,6 +26,7 @@ from videoflix_shared.middleware import (
     BodySizeLimitMiddleware,
     MetricsMiddleware,
     TrailingSlashMiddleware,
+    UnstorableTextMiddleware,
 )
 from videoflix_shared.settings import CommonSettings
 
@@ -132,6 +133,7 @@ def create_app(
 
     # Added innermost first: the last one added sees the request first.
     app.add_middleware(TrailingSlashMiddleware, router_app=app)
+    app.add_middleware(UnstorableTextMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_json_body_bytes,

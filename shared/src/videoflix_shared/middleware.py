@@ -6,6 +6,8 @@
 - `BodySizeLimitMiddleware`: caps request bodies (413 JSON) except on paths that stream
   large uploads and enforce their own limit.
 - `MetricsMiddleware`: Prometheus request counters and latency histograms per route.
+- `UnstorableTextMiddleware`: 400 for NUL or lone surrogates in the path, the query string or
+  any string of a JSON body (see `videoflix_shared.text`), before a route sees them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from videoflix_shared.text import UNSTORABLE_TEXT, is_storable, unstorable_text_errors
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
 LATENCY = Histogram(
@@ -147,3 +151,64 @@ class MetricsMiddleware:
             LATENCY.labels(self.service, scope["method"], route).observe(
                 time.perf_counter() - start
             )
+
+
+class UnstorableTextMiddleware:
+    """Refuse text no service can store, whatever route or field it is meant for.
+
+    Only requests that carry a JSON body (or no content type, which FastAPI also reads as
+    JSON) are buffered; that is fine because `BodySizeLimitMiddleware` (outside this one)
+    already caps them. Bodies that are not valid JSON pass through: the route answers 400.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query: bytes = scope.get("query_string", b"")
+        if not is_storable(scope["path"]) or b"\x00" in query or b"%00" in query:
+            await send_json(send, 400, {"detail": UNSTORABLE_TEXT})
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") or not _json_body(scope):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = bytearray()
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body.extend(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        errors = _body_errors(bytes(body))
+        if errors is not None:
+            await send_json(send, 400, errors)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _json_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or media_type.endswith(b"+json")
+    return True
+
+
+def _body_errors(body: bytes) -> dict | None:
+    if not body:
+        return None
+    try:
+        decoded = json.loads(body)  # bytes: decoded like FastAPI does (surrogatepass)
+    except ValueError:
+        return None
+    return unstorable_text_errors(decoded)

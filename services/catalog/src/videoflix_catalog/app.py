@@ -80,6 +80,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
                 ),
                 name="transcoder-events",
             ),
+            asyncio.create_task(list_cache.follow_changes(stop), name="list-cache-changes"),
             asyncio.create_task(
                 run_sweeper(
                     session_factory,

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from videoflix_shared.text import UNSTORABLE_TEXT, is_storable
+
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024  # title, description, category: small text fields
 MAX_PARTS = 20
@@ -158,9 +160,14 @@ async def receive_upload(
             in_file_part = False
             return
         try:
-            fields[current.name] = current.data.decode("utf-8")
+            text = current.data.decode("utf-8")
         except UnicodeDecodeError:
             errors.append(rejected(400, "Text fields must be UTF-8.", current.name))
+            return
+        if is_storable(text):
+            fields[current.name] = text
+        else:
+            errors.append(rejected(400, UNSTORABLE_TEXT, current.name))
 
     def on_end() -> None:
         nonlocal ended
