@@ -13,13 +13,7 @@ from sqlalchemy import func, select
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import Base, create_engine, create_session_factory
 from videoflix_shared.events import VideoAccessChanged, VideoDeleted, parse_event
-from videoflix_shared.outbox import (
-    RELAY_LOCK_KEY,
-    OutboxMessage,
-    OutboxRelay,
-    add_event,
-    add_events_once,
-)
+from videoflix_shared.outbox import RELAY_LOCK_KEY, OutboxRelay, add_event
 from videoflix_shared.testing.plugin import NATS_URL
 
 
@@ -104,15 +98,3 @@ async def test_only_one_relay_publishes_at_a_time_so_events_keep_their_order(ses
     while await relay.publish_pending():
         pass
     assert (await latest_per_video(bus))[video_id].published is False
-
-
-async def test_events_with_deterministic_ids_are_staged_once(session_factory):
-    event = access(77, published=True).model_copy(update={"event_id": uuid.uuid4()})
-    async with session_factory() as session, session.begin():
-        assert await add_events_once(session, [event]) == 1
-    async with session_factory() as session, session.begin():
-        assert await add_events_once(session, [event, event]) == 0
-        assert await add_events_once(session, []) == 0
-    async with session_factory() as session:
-        row = await session.get(OutboxMessage, event.event_id)
-    assert row is not None and row.subject == "access.video.77"

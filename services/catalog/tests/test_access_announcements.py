@@ -5,14 +5,18 @@ every video once more on start, so an installation whose videos predate the ACCE
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
 from videoflix_catalog import service
 from videoflix_catalog.app import create_app
+from videoflix_catalog.events import announced_access
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import create_engine, create_session_factory
 from videoflix_shared.events import VideoAccessChanged, parse_event
@@ -95,26 +99,31 @@ async def test_announcements_commit_with_the_change_or_not_at_all(catalog: Catal
     assert (await latest(catalog, video["id"])).event_id == before.event_id
 
 
-async def test_announcing_every_video_again_is_idempotent(catalog: Catalog) -> None:
+async def test_reconciling_with_the_stream_intact_stages_nothing(catalog: Catalog) -> None:
     video = await catalog.make_ready(publish=True)
     await wait_for_state(catalog, video["id"], published=True, ready=True)
+
+    async def relayed() -> bool:  # everything staged so far is in the stream
+        async with catalog.app.state.session_factory() as session:
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.published_at.is_(None))
+            )
+        return pending == 0
+
+    await wait_until_async(relayed, what="outbox relayed")
+    announced = await announced_access(catalog.bus)
+    assert announced[video["id"]].published is True
     async with catalog.app.state.session_factory() as session:
-        await service.announce_all_access(session)  # a start: stages what is not there yet
-    async with catalog.app.state.session_factory() as session:
-        assert await service.announce_all_access(session) == 0  # a second start: nothing new
-    await wait_for_state(catalog, video["id"], published=True, ready=True)
+        assert await service.reconcile_access(session, announced=announced) == 0
 
 
 @pytest.fixture
 async def upgraded_catalog(catalog: Catalog, fresh_catalog_env) -> AsyncIterator[dict]:
     """A catalog database whose videos were created before playback announcements existed
     (rows written directly, no outbox rows), on NATS streams of its own."""
-    suffix = uuid.uuid4().hex[:6]
-    env = fresh_catalog_env(
-        f"catalog_upgrade_{suffix}",
-        NATS_SUBJECT_PREFIX=f"{catalog.settings.nats_subject_prefix}up{suffix}.",
-        NATS_STREAM_PREFIX=f"{catalog.settings.nats_stream_prefix}UP{suffix}_",
-    )
+    env = fresh_catalog_env(f"catalog_upgrade_{uuid.uuid4().hex[:6]}")
     settings = make_settings(env)
     # Migrated schema, no service running yet: write the old videos as they were.
     engine = create_engine(settings.database_url)
@@ -154,46 +163,73 @@ async def upgraded_catalog(catalog: Catalog, fresh_catalog_env) -> AsyncIterator
     await bus.close()
 
 
+async def states_in_stream(bus: EventBus, video_ids) -> dict[int, VideoAccessChanged] | None:
+    states = {}
+    for video_id in video_ids:
+        try:
+            msg = await bus.js.get_last_msg(
+                bus.stream("ACCESS"), bus.subject(f"access.video.{video_id}")
+            )
+        except Exception:
+            return None
+        states[video_id] = parse_event(f"access.video.{video_id}", msg.data)
+    return states
+
+
+@contextlib.asynccontextmanager
+async def start_and_backfill(settings) -> AsyncIterator[FastAPI]:
+    """A catalog process that has staged its start-up backfill."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.access_backfilled.wait(), 15)
+        yield app
+
+
+async def outbox_rows(app: FastAPI) -> int:
+    async with app.state.session_factory() as session:
+        return await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+
 async def test_start_after_an_upgrade_announces_videos_that_predate_the_stream(
     catalog: Catalog, upgraded_catalog: dict
 ) -> None:
     settings, bus = upgraded_catalog["settings"], upgraded_catalog["bus"]
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with start_and_backfill(settings) as app:
         async with app.state.session_factory() as session:
             videos = {v.title: v.id for v in await session.scalars(select(service.Video))}
-
-        async def announced() -> dict[int, VideoAccessChanged] | None:
-            states = {}
-            for video_id in videos.values():
-                try:
-                    msg = await bus.js.get_last_msg(
-                        bus.stream("ACCESS"), bus.subject(f"access.video.{video_id}")
-                    )
-                except Exception:
-                    return None
-                states[video_id] = parse_event(f"access.video.{video_id}", msg.data)
-            return states
-
-        states = await wait_until_async(announced, timeout=15, what="start-up announcements")
-        assert (
-            states[videos["old published"]].published,
-            states[videos["old published"]].ready,
-        ) == (True, True)
-        assert (states[videos["old draft"]].published, states[videos["old draft"]].ready) == (
-            False,
-            True,
+        states = await wait_until_async(
+            lambda: states_in_stream(bus, videos.values()), what="start-up announcements"
         )
+        published, draft = states[videos["old published"]], states[videos["old draft"]]
+        assert (published.published, published.ready) == (True, True)
+        assert (draft.published, draft.ready) == (False, True)
         assert states[videos["old failed"]].ready is False
-        async with app.state.session_factory() as session:
-            rows = await session.scalar(select(func.count()).select_from(OutboxMessage))
-    assert rows == 3
+        assert await outbox_rows(app) == 3
 
-    restarted = create_app(settings)  # a restart stages nothing new: ids are deterministic
-    async with (
-        restarted.router.lifespan_context(restarted),
-        restarted.state.session_factory() as session,
-    ):
-        assert await service.announce_all_access(session) == 0
-        rows = await session.scalar(select(func.count()).select_from(OutboxMessage))
-    assert rows == 3
+    async with start_and_backfill(settings) as app:  # a restart: the stream shows it all
+        assert await outbox_rows(app) == 3
+
+
+async def test_start_rebuilds_a_lost_stream_and_buries_videos_it_no_longer_has(
+    catalog: Catalog, upgraded_catalog: dict
+) -> None:
+    settings, bus = upgraded_catalog["settings"], upgraded_catalog["bus"]
+    async with start_and_backfill(settings) as app:
+        async with app.state.session_factory() as session:
+            video_ids = [v.id for v in await session.scalars(select(service.Video))]
+        await wait_until_async(lambda: states_in_stream(bus, video_ids), what="announced")
+    await bus.js.delete_stream(bus.stream("ACCESS"))  # NATS lost its data
+    await bus.ensure_streams()
+    ghost = max(video_ids) + 100  # the stream says playable; the database has no such video
+    await bus.publish(VideoAccessChanged(video_id=ghost, published=True, ready=True))
+
+    async with start_and_backfill(settings):
+        states = await wait_until_async(
+            lambda: states_in_stream(bus, [*video_ids, ghost]), what="stream rebuilt"
+        )
+
+        async def buried() -> bool:
+            return (await states_in_stream(bus, [ghost]))[ghost].deleted
+
+        await wait_until_async(buried, what="tombstone for a video the database lacks")
+    assert sum(s.ready for s in states.values() if s.video_id != ghost) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -149,8 +150,32 @@ class AccessAnnouncer:
 
 
 @pytest.fixture(scope="session")
-def access(nats_names: dict[str, str]) -> AccessAnnouncer:
-    return AccessAnnouncer(nats_names)
+def streaming_nats_names(nats_names: dict[str, str]) -> Iterator[dict[str, str]]:
+    """NATS names of the streaming suite's own: in a run with catalog's suite, the video ids
+    announced here must not meet those of catalog's database (nor its backfill)."""
+    names = {
+        "NATS_SUBJECT_PREFIX": f"{nats_names['NATS_SUBJECT_PREFIX']}streaming.",
+        "NATS_STREAM_PREFIX": f"{nats_names['NATS_STREAM_PREFIX']}STREAMING_",
+    }
+    yield names
+
+    async def cleanup() -> None:
+        bus = EventBus(
+            url=NATS_URL,
+            subject_prefix=names["NATS_SUBJECT_PREFIX"],
+            stream_prefix=names["NATS_STREAM_PREFIX"],
+        )
+        await bus.connect(wait=False)
+        await bus.delete_streams()
+        await bus.close()
+
+    with contextlib.suppress(Exception):
+        asyncio.run(cleanup())
+
+
+@pytest.fixture(scope="session")
+def access(streaming_nats_names: dict[str, str]) -> AccessAnnouncer:
+    return AccessAnnouncer(streaming_nats_names)
 
 
 @pytest.fixture(scope="session")
@@ -175,8 +200,15 @@ def video(make_video: Callable[[int], HlsVideo]) -> HlsVideo:
 
 
 @pytest.fixture(scope="session")
-def streaming_env(common_env: dict[str, str], media_root: Path) -> dict[str, str]:
-    return {**common_env, "MEDIA_ROOT": str(media_root), "STREAMING_FILE_CACHE_SECONDS": "0.5"}
+def streaming_env(
+    common_env: dict[str, str], media_root: Path, streaming_nats_names: dict[str, str]
+) -> dict[str, str]:
+    return {
+        **common_env,
+        **streaming_nats_names,
+        "MEDIA_ROOT": str(media_root),
+        "STREAMING_FILE_CACHE_SECONDS": "0.5",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -153,15 +153,15 @@ def test_without_nats_nothing_is_served_and_readiness_says_why(streaming_env, au
 
 
 async def test_feed_resumes_after_its_consumer_is_lost(
-    streaming_server, auth, make_video, access, nats_names
+    streaming_server, auth, make_video, access, streaming_nats_names
 ):
     """NATS restarted (ephemeral consumers are gone): the feed recreates its consumer after
     the last sequence it applied, and later changes still arrive."""
     make_video(212, Audience.EVERYONE)
     bus = EventBus(
         url=NATS_URL,
-        subject_prefix=nats_names["NATS_SUBJECT_PREFIX"],
-        stream_prefix=nats_names["NATS_STREAM_PREFIX"],
+        subject_prefix=streaming_nats_names["NATS_SUBJECT_PREFIX"],
+        stream_prefix=streaming_nats_names["NATS_STREAM_PREFIX"],
     )
     await bus.connect(wait=False)
     try:

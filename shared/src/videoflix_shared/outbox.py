@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Index, Integer, String, delete, func, select
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -66,31 +66,6 @@ def add_event(session: AsyncSession, event: Event) -> None:
     wake = session.info.get("outbox_wake")
     if wake is not None:
         wake.set()
-
-
-async def add_events_once(session: AsyncSession, events: list[Event]) -> int:
-    """Stage events whose ids are deterministic, skipping any already in the outbox (a
-    concurrent or earlier run staged the same one); returns how many were new."""
-    if not events:
-        return 0
-    rows = [
-        {
-            "id": event.event_id,
-            "subject": event.publish_subject,
-            "payload": event.model_dump(mode="json"),
-            "created_at": event.occurred_at,
-            "attempts": 0,
-        }
-        for event in events
-    ]
-    result = await session.execute(
-        insert(OutboxMessage).values(rows).on_conflict_do_nothing().returning(OutboxMessage.id)
-    )
-    staged = len(result.all())
-    wake = session.info.get("outbox_wake")
-    if staged and wake is not None:
-        wake.set()
-    return staged
 
 
 class OutboxRelay:

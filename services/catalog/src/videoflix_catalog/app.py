@@ -64,6 +64,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         app.state.redis = redis
         app.state.list_cache = list_cache
         app.state.bus = bus
+        app.state.access_backfilled = asyncio.Event()  # set once the start-up backfill is staged
         app.state.token_verifier = TokenVerifier(
             keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
@@ -93,7 +94,8 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
                 name="stuck-job-sweeper",
             ),
             asyncio.create_task(
-                announce_access_on_start(session_factory, stop), name="announce-access"
+                announce_access_on_start(session_factory, bus, stop, app.state.access_backfilled),
+                name="announce-access",
             ),
         ]
         relay.start()

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,13 +32,11 @@ from videoflix_shared.events import (
     VideoUploaded,
     utcnow,
 )
-from videoflix_shared.outbox import add_event, add_events_once
+from videoflix_shared.outbox import add_event
 
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT = (VideoStatus.UPLOADED.value, VideoStatus.PROCESSING.value)
-# Namespace of the start-up announcements' deterministic event ids.
-ACCESS_NAMESPACE = uuid.UUID("5f0c6c44-3f5e-4d6a-9a51-0c0a55e7c1d2")
 
 
 class CatalogError(Exception):
@@ -346,17 +343,25 @@ def announce_access(session: AsyncSession, video: Video, *, deleted: bool = Fals
     add_event(session, access_event(video, deleted=deleted))
 
 
-async def announce_all_access(session: AsyncSession, *, batch_size: int = 1000) -> int:
-    """Announce the current playback state of every video (catalog's start-up backfill).
+async def reconcile_access(
+    session: AsyncSession,
+    *,
+    announced: dict[int, VideoAccessChanged],
+    batch_size: int = 1000,
+) -> int:
+    """Announce every video whose playback state the ACCESS stream does not show (catalog's
+    start-up backfill); `announced` is the stream's last announcement per video.
 
-    Makes an upgraded installation, whose videos predate the ACCESS stream, playable, and
-    heals a stream that was lost. The rows are locked FOR SHARE while announced, so no
-    change commits between reading a state and staging it; message ids are derived from
-    the state (`uuid5`), so processes starting together, or a restart with the rows still
-    in the outbox, stage each announcement once. Returns how many were staged.
+    Makes an upgraded installation, whose videos predate the stream, playable, and rebuilds
+    a lost stream; a restart with the stream intact stages nothing. Rows are read FOR SHARE,
+    so no change commits between reading a state and staging it, and a video the stream
+    still shows but the database no longer has gets its tombstone. Staging one state twice
+    (two processes starting together, an announcement still in the outbox) is harmless:
+    the same state again, in commit order. Returns how many were staged.
     """
     staged = 0
     last_id = 0
+    existing: set[int] = set()
     while True:
         videos = (
             await session.scalars(
@@ -369,21 +374,29 @@ async def announce_all_access(session: AsyncSession, *, batch_size: int = 1000) 
         ).all()
         if not videos:
             break
-        events = [_deterministic(access_event(video), video) for video in videos]
-        staged += await add_events_once(session, events)
+        for video in videos:
+            existing.add(video.id)
+            if not _same_state(announced.get(video.id), access_event(video)):
+                announce_access(session, video)
+                staged += 1
         last_id = videos[-1].id
+    for video_id, known in announced.items():
+        if video_id not in existing and not known.deleted:
+            add_event(
+                session,
+                VideoAccessChanged(video_id=video_id, published=False, ready=False, deleted=True),
+            )
+            staged += 1
     await session.commit()
     return staged
 
 
-def _deterministic(event: VideoAccessChanged, video: Video) -> VideoAccessChanged:
-    # updated_at moves with every change of the video, so each state it passes through gets
-    # its own id, and a state staged before (same id) is not staged again.
-    key = ":".join(
-        str(part)
-        for part in ("access", video.id, event.published, event.ready, video.updated_at.isoformat())
+def _same_state(known: VideoAccessChanged | None, current: VideoAccessChanged) -> bool:
+    return known is not None and (known.published, known.ready, known.deleted) == (
+        current.published,
+        current.ready,
+        current.deleted,
     )
-    return event.model_copy(update={"event_id": uuid.uuid5(ACCESS_NAMESPACE, key)})
 
 
 # -- transcoder events -----------------------------------------------------------------
