@@ -621,7 +621,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         log(
             f"gateway      {base}/api/   (JSON API; CORS for {os.environ.get('CORS_ALLOWED_ORIGINS', 'http://127.0.0.1:5500')})"
         )
-        log(f"admin page   {base}/admin/   (sign in as {env['ADMIN_EMAIL']})")
+        log(f"admin page   {base}/admin/   (sign in as {_setting(env, 'ADMIN_EMAIL', '?')})")
         log(
             f"dev mail     http://127.0.0.1:{args.port_base + 7}/messages  (SMTP on {env['SMTP_HOST']}:{env['SMTP_PORT']})"
         )

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from videoflix_shared.access import PRINCIPALS, render_nats_authorization
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import (
     TranscodeProgress,
     UserRegistered,
+    VideoAccessChanged,
     VideoUploaded,
     parse_event,
 )
@@ -225,28 +227,37 @@ async def _consume_one(mailer: EventBus, want: uuid.UUID | None = None) -> UserR
     return got[0]
 
 
-async def test_streaming_reads_catalog_events_with_an_ordered_consumer_but_not_auth(
+async def test_streaming_replays_playback_states_from_access_but_reads_nothing_else(
     connect,
 ) -> None:
-    """The rights the catalog -> streaming flow needs: ephemeral ordered consumers (with
-    flow control and heartbeats) on the catalog stream only."""
+    """The rights of the catalog -> streaming flow: an ephemeral pull consumer of its own on
+    ACCESS (last message per video), and no consumer on CATALOG or AUTH."""
     catalog, streaming = await connect("catalog"), await connect("streaming")
     assert streaming.js is not None
-    await catalog.publish(VideoUploaded(video_id=5, source_path="uploads/5/source.mp4"))
-    sub = await streaming.js.subscribe(
-        streaming.subject("catalog.video.>"),
-        stream=streaming.stream("CATALOG"),
-        ordered_consumer=True,
-        idle_heartbeat=1,
-        flow_control=True,
+    await catalog.publish(VideoAccessChanged(video_id=5, published=True, ready=True))
+    await catalog.publish(VideoAccessChanged(video_id=5, published=False, ready=True))
+    sub = await streaming.js.pull_subscribe(
+        streaming.subject("access.video.*"),
+        stream=streaming.stream("ACCESS"),
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT
+        ),
     )
-    msg = await sub.next_msg(timeout=5)
-    assert parse_event(streaming.unprefixed(msg.subject), msg.data).video_id == 5
+    [msg] = await sub.fetch(1, timeout=5)
+    state = parse_event(streaming.unprefixed(msg.subject), msg.data)
+    assert (state.video_id, state.published) == (5, False), "the last state per video"
     await sub.unsubscribe()
-    with pytest.raises(Exception):  # noqa: B017 (no answer to the consumer creation)
+    for stream, subjects in (("CATALOG", "catalog.video.>"), ("AUTH", "auth.>")):
+        with pytest.raises(Exception):  # noqa: B017 (no answer to the consumer creation)
+            await asyncio.wait_for(
+                streaming.js.subscribe(
+                    streaming.subject(subjects),
+                    stream=streaming.stream(stream),
+                    ordered_consumer=True,
+                ),
+                3,
+            )
+    with pytest.raises(Exception):  # noqa: B017 (only catalog announces playback states)
         await asyncio.wait_for(
-            streaming.js.subscribe(
-                streaming.subject("auth.>"), stream=streaming.stream("AUTH"), ordered_consumer=True
-            ),
-            3,
+            streaming.publish(VideoAccessChanged(video_id=6, published=True, ready=True)), 3
         )

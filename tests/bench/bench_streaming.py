@@ -4,8 +4,9 @@
 
 Standalone: it cuts one ~620 KB MPEG-TS segment with ffmpeg, starts `videoflix-streaming
 serve` (Granian, 2 processes, as deployed: the RS256 access-token cookie is checked on every
-request against keys from a JWKS endpoint served here, segments come from the in-memory
-body cache) and Debian's nginx (2 workers, non-daemon, its own temporary prefix and config,
+request against keys from a JWKS endpoint served here, the video's playback state comes from
+an announcement on the NATS at NATS_URL under streams of the bench's own, segments come from
+the in-memory body cache) and Debian's nginx (2 workers, non-daemon, its own temporary prefix and config,
 sendfile) on free ports, then runs wrk with the same connections, threads and duration
 against each, one after the other. For reference it also measures the service with the body
 cache off (every segment sent from the file by Granian's pathsend). It prints req/s, p50 and
@@ -16,6 +17,7 @@ nginx's req/s at 16 connections with a p99 under 25 ms.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import re
@@ -27,10 +29,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from videoflix_shared.bus import EventBus
+from videoflix_shared.events import VideoAccessChanged
 from videoflix_shared.testing.plugin import ServerThread
 from videoflix_shared.testing.tokens import TestTokenIssuer
 
@@ -101,6 +106,39 @@ def make_segment(media: Path) -> Path:
     with segment.open("r+b") as file:
         file.truncate(size // 188 * 188)
     return segment
+
+
+@contextlib.contextmanager
+def published_video(video_id: int) -> Iterator[dict[str, str]]:
+    """Announce the video as published and ready, as catalog would, on streams of the bench's
+    own (never a running stack's); yields the NATS settings streaming needs; removes them."""
+    tag = uuid.uuid4().hex[:8]
+    names = {
+        "NATS_URL": os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+        "NATS_SUBJECT_PREFIX": f"bench{tag}.",
+        "NATS_STREAM_PREFIX": f"BENCH{tag}_",
+    }
+    bus = EventBus(
+        url=names["NATS_URL"],
+        subject_prefix=names["NATS_SUBJECT_PREFIX"],
+        stream_prefix=names["NATS_STREAM_PREFIX"],
+    )
+
+    async def announce() -> None:
+        await bus.connect(wait=False)
+        await bus.publish(VideoAccessChanged(video_id=video_id, published=True, ready=True))
+        await bus.close()
+
+    async def remove() -> None:
+        await bus.connect(wait=False)
+        await bus.delete_streams()
+        await bus.close()
+
+    asyncio.run(announce())
+    try:
+        yield names
+    finally:
+        asyncio.run(remove())
 
 
 def wait_for(url: str, headers: dict[str, str], timeout: float = 60) -> bytes:
@@ -198,9 +236,10 @@ def main() -> int:
         (work / "nginx.conf").write_text(
             NGINX_CONF.format(workers=args.workers, prefix=work, port=nginx_port, media=media)
         )
-        with ServerThread(issuer.jwks_app()) as jwks:
+        with ServerThread(issuer.jwks_app()) as jwks, published_video(1) as nats_env:
             env = {
                 **os.environ,
+                **nats_env,
                 "HTTP_HOST": "127.0.0.1",
                 "HTTP_PORT": str(streaming_port),
                 "MEDIA_ROOT": str(media),

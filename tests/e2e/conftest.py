@@ -8,7 +8,9 @@ already up, for example compose. Such a stack must serve CORS to http://127.0.0.
 test page's origin, served by the suite) and allow the suite's ~30 logins from one address
 within five minutes and its registrations within an hour (AUTH_LOGIN_LIMIT_PER_IP,
 AUTH_REGISTER_LIMIT_PER_IP; the started stack lifts the per-address limits,
-the per-account limits the 429 tests prove keep their defaults).
+the per-account limits the 429 tests prove keep their defaults), and run with
+AUTH_REFRESH_REUSE_GRACE_SECONDS=2 (REFRESH_GRACE_SECONDS below), so the journey can show
+both sides of the refresh grace window without waiting 20 s.
 
 Everything here speaks HTTP to the gateway (and the mail sink's listing), never to a
 service's port or database, so the suite sees the product the way a client does.
@@ -58,6 +60,7 @@ CHROMIUM_ARGS = [
 ]
 STACK_START_TIMEOUT = 180  # migrations + eight processes on a busy 2-core machine
 READY_TIMEOUT = 240  # upload -> transcoded, 25 s of 1080p into the whole ladder
+REFRESH_GRACE_SECONDS = 2  # the started stack's AUTH_REFRESH_REUSE_GRACE_SECONDS
 
 # The admin endpoints the suite uses, in one place.
 ADMIN_VIDEOS = "/api/admin/videos/"
@@ -220,6 +223,7 @@ def stack(
         "AUTH_LOGIN_LIMIT_PER_IP": "1000",
         "AUTH_RESET_LIMIT_PER_IP": "1000",
         "AUTH_REGISTER_LIMIT_PER_IP": "1000",
+        "AUTH_REFRESH_REUSE_GRACE_SECONDS": str(REFRESH_GRACE_SECONDS),
     }
     env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"} | overrides
     # The launcher runs the services' console scripts: they sit beside this interpreter
@@ -587,7 +591,20 @@ def published_video(admin_api: Api, journey_clip: Clip) -> PublishedVideo:
             headers=admin_api.csrf_headers(),
         )
         assert published.status_code == 200, published.text
+    wait_until_playable(admin_api.stack, body["id"])
     return PublishedVideo(id=body["id"], title=title, clip=journey_clip, admin_view=video)
+
+
+def wait_until_playable(stack: Stack, video_id: Any, timeout: float = 10) -> None:
+    """Streaming learns of a publication from catalog's announcement within moments: wait
+    until it shows (the thumbnail turns public), so the steps after this play at once."""
+    url = f"{stack.base_url}/api/video/{video_id}/thumbnail.jpg"
+    deadline = time.monotonic() + timeout
+    while httpx.get(url, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, (
+            f"video {video_id} not playable {timeout}s after publishing"
+        )
+        time.sleep(0.1)
 
 
 # --- the frontend origin and the browser --------------------------------------------------------

@@ -51,7 +51,9 @@ async def test_service_serves_while_nats_is_down_and_delivers_the_event_later(
                 return list(await session.scalars(select(OutboxMessage)))
 
         rows = await pending()
-        assert len(rows) == 1 and rows[0].published_at is None
+        # The upload event and the video's playback state (not playable yet), both waiting.
+        assert {r.subject for r in rows} == {f"access.video.{video_id}", VideoUploaded.subject}
+        assert all(r.published_at is None for r in rows)
 
         # NATS comes back (a private server on the port the service was told about).
         nats_server = subprocess.Popen(

@@ -1,12 +1,17 @@
 """Fixtures of the streaming tests: a real HLS tree cut by ffmpeg, the app on a real HTTP
-server (uvicorn thread, JWKS from the shared `jwks_server`), and a raw HTTP client for
-paths an ordinary client would normalise (`..`, `%2e%2e`, `%2f`)."""
+server (uvicorn thread, JWKS from the shared `jwks_server`, playback states from the run's
+NATS streams, announced by `access` the way catalog does), and a raw HTTP client for paths
+an ordinary client would normalise (`..`, `%2e%2e`, `%2f`)."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import shutil
 import socket
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from videoflix_shared.testing.plugin import ServerThread
+from videoflix_shared.bus import EventBus
+from videoflix_shared.events import VideoAccessChanged
+from videoflix_shared.testing.plugin import NATS_URL, ServerThread, wait_until
+from videoflix_streaming.access import AccessMap, Audience, audience_of
 from videoflix_streaming.app import create_app
 from videoflix_streaming.settings import StreamingSettings
 
@@ -87,11 +95,100 @@ def hls_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+class AccessAnnouncer:
+    """Announces playback states on the run's ACCESS stream as catalog does, and waits until
+    the servers it watches have applied them."""
+
+    STATES = {
+        Audience.EVERYONE: {"published": True, "ready": True},
+        Audience.ADMINS: {"published": False, "ready": True},
+        Audience.NOBODY: {"published": True, "ready": False},
+    }
+
+    def __init__(self, nats_names: dict[str, str]) -> None:
+        self.nats_names = nats_names
+        self.watched: list[AccessMap] = []
+
+    def event(self, video_id: int, audience: Audience) -> VideoAccessChanged:
+        return VideoAccessChanged(video_id=video_id, **self.STATES[audience])
+
+    def __call__(self, video_id: int, audience: Audience = Audience.EVERYONE) -> None:
+        self.publish(self.event(video_id, audience))
+
+    def delete(self, video_id: int) -> None:
+        self.publish(
+            VideoAccessChanged(video_id=video_id, published=False, ready=False, deleted=True)
+        )
+
+    def publish(self, event: VideoAccessChanged) -> None:
+        self.publish_raw(event.publish_subject, event.model_dump_json().encode())
+        expected = audience_of(event)
+        for access in self.watched:
+            wait_until(
+                lambda access=access: access.audience(event.video_id) is expected,
+                timeout=10,
+                interval=0.01,
+                what=f"video {event.video_id} to become {expected}",
+            )
+
+    def publish_raw(self, subject: str, payload: bytes) -> None:
+        async def publish() -> None:
+            bus = EventBus(
+                url=NATS_URL,
+                subject_prefix=self.nats_names["NATS_SUBJECT_PREFIX"],
+                stream_prefix=self.nats_names["NATS_STREAM_PREFIX"],
+            )
+            await bus.connect(wait=False)
+            try:
+                await bus.publish_raw(subject, payload, msg_id=uuid.uuid4().hex)
+            finally:
+                await bus.close()
+
+        # In a thread of its own: async tests call this with their event loop running.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, publish()).result(timeout=30)
+
+
 @pytest.fixture(scope="session")
-def make_video(media_root: Path, hls_template: Path) -> Callable[[int], HlsVideo]:
-    def factory(video_id: int) -> HlsVideo:
+def streaming_nats_names(nats_names: dict[str, str]) -> Iterator[dict[str, str]]:
+    """NATS names of the streaming suite's own: in a run with catalog's suite, the video ids
+    announced here must not meet those of catalog's database (nor its backfill)."""
+    names = {
+        "NATS_SUBJECT_PREFIX": f"{nats_names['NATS_SUBJECT_PREFIX']}streaming.",
+        "NATS_STREAM_PREFIX": f"{nats_names['NATS_STREAM_PREFIX']}STREAMING_",
+    }
+    yield names
+
+    async def cleanup() -> None:
+        bus = EventBus(
+            url=NATS_URL,
+            subject_prefix=names["NATS_SUBJECT_PREFIX"],
+            stream_prefix=names["NATS_STREAM_PREFIX"],
+        )
+        await bus.connect(wait=False)
+        await bus.delete_streams()
+        await bus.close()
+
+    with contextlib.suppress(Exception):
+        asyncio.run(cleanup())
+
+
+@pytest.fixture(scope="session")
+def access(streaming_nats_names: dict[str, str]) -> AccessAnnouncer:
+    return AccessAnnouncer(streaming_nats_names)
+
+
+@pytest.fixture(scope="session")
+def make_video(
+    media_root: Path, hls_template: Path, access: AccessAnnouncer
+) -> Callable[..., HlsVideo]:
+    """Factory: the transcoder's files of a video, announced as `audience` (default: a
+    published, ready video every signed-in user may play)."""
+
+    def factory(video_id: int, audience: Audience = Audience.EVERYONE) -> HlsVideo:
         directory = media_root / "hls" / str(video_id)
         shutil.copytree(hls_template, directory)
+        access(video_id, audience)
         return HlsVideo(video_id, directory)
 
     return factory
@@ -103,14 +200,26 @@ def video(make_video: Callable[[int], HlsVideo]) -> HlsVideo:
 
 
 @pytest.fixture(scope="session")
-def streaming_env(common_env: dict[str, str], media_root: Path) -> dict[str, str]:
-    return {**common_env, "MEDIA_ROOT": str(media_root), "STREAMING_FILE_CACHE_SECONDS": "0.5"}
+def streaming_env(
+    common_env: dict[str, str], media_root: Path, streaming_nats_names: dict[str, str]
+) -> dict[str, str]:
+    return {
+        **common_env,
+        **streaming_nats_names,
+        "MEDIA_ROOT": str(media_root),
+        "STREAMING_FILE_CACHE_SECONDS": "0.5",
+    }
 
 
 @pytest.fixture(scope="session")
-def streaming_server(streaming_env: dict[str, str], video: HlsVideo) -> Iterator[ServerThread]:
-    with ServerThread(create_app(StreamingSettings(**streaming_env))) as server:
+def streaming_server(
+    streaming_env: dict[str, str], video: HlsVideo, access: AccessAnnouncer
+) -> Iterator[ServerThread]:
+    endpoint = create_app(StreamingSettings(**streaming_env))
+    with ServerThread(endpoint) as server:
+        access.watched.append(endpoint.access)
         yield server
+        access.watched.remove(endpoint.access)
 
 
 @pytest.fixture
@@ -123,6 +232,12 @@ def client(streaming_server: ServerThread) -> Iterator[httpx.Client]:
 def auth(token_issuer) -> dict[str, str]:
     """Request headers of a logged-in browser: the access token cookie."""
     return {"Cookie": f"access_token={token_issuer.token()}"}
+
+
+@pytest.fixture
+def admin_auth(token_issuer) -> dict[str, str]:
+    """Request headers of the admin page's browser."""
+    return {"Cookie": f"access_token={token_issuer.token(user_id=99, is_admin=True)}"}
 
 
 @dataclass(frozen=True)

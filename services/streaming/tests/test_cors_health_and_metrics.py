@@ -82,7 +82,10 @@ def test_health_and_readiness(client):
     assert health.json() == {"status": "ok", "service": "streaming"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"jwks": "ok", "media": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"jwks": "ok", "media": "ok", "access": "ok"},
+    }
 
 
 def test_metrics_count_hls_requests_by_route(client, auth):

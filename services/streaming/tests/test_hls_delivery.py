@@ -57,7 +57,7 @@ def test_master_playlist_lists_the_renditions(client, auth):
     assert [p.uri for p in playlist.playlists] == ["480p/index.m3u8", "720p/index.m3u8"]
 
 
-def test_thumbnail_is_public_and_cacheable(client, video):
+def test_published_videos_thumbnail_is_public_and_cacheable(client, video):
     response = client.get("/api/video/1/thumbnail.jpg")  # no cookie
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"

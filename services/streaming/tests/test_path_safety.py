@@ -83,11 +83,12 @@ def test_symlinked_segment_leading_outside_is_404(client, auth, video, secret_ou
 
 
 def test_symlinked_video_directory_leading_outside_is_404(
-    client, auth, media_root, hls_tree_writer, tmp_path
+    client, auth, media_root, hls_tree_writer, tmp_path, access
 ):
     outside = tmp_path / "elsewhere"
     hls_tree_writer(outside)
     os.symlink(outside, media_root / "hls" / "77")
+    access(77)  # published: only the path check can refuse it
     for path in ("/api/video/77/master.m3u8", "/api/video/77/480p/seg_00000.ts"):
         assert client.get(path, headers=auth).status_code == 404, path
     assert client.get("/api/video/77/thumbnail.jpg").status_code == 404

@@ -78,7 +78,8 @@ PRINCIPALS: tuple[Principal, ...] = (
     ),
     Principal(
         "catalog",
-        owns=("CATALOG",),
+        # CATALOG for the transcoder; ACCESS, the playback state of every video, for streaming
+        owns=("CATALOG", "ACCESS"),
         reads=(Reads("TRANSCODER", "catalog"),),
         redis_keys=("{p}catalog:*",),
         # the list cache announces changes to every catalog process on its own channel
@@ -86,7 +87,8 @@ PRINCIPALS: tuple[Principal, ...] = (
         redis_extra=("+publish", "+subscribe", "+unsubscribe", "+punsubscribe"),
         database="catalog",
     ),
-    Principal("streaming", reads=(Reads("CATALOG"),)),
+    # each streaming process replays and follows ACCESS with an ephemeral consumer of its own
+    Principal("streaming", reads=(Reads("ACCESS"),)),
     Principal(
         "transcoder-dispatcher",
         reads=(Reads("CATALOG", "transcoder-dispatcher"),),

@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from videoflix_shared import access
-from videoflix_shared.events import STREAMS, Event, parse_event
+from videoflix_shared.events import STATE_STREAMS, STREAMS, Event, parse_event
 from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -122,12 +122,14 @@ class EventBus:
         assert self.js is not None
         for name in self.owned_streams:
             subjects = STREAMS[name]
+            state = name in STATE_STREAMS  # the last message per subject, kept for good
             config = StreamConfig(
                 name=self.stream(name),
                 subjects=[self.subject(subjects)],
                 storage=StorageType.FILE,
                 duplicate_window=120,
-                max_age=14 * 24 * 3600,
+                max_age=0 if state else 14 * 24 * 3600,
+                max_msgs_per_subject=1 if state else -1,
             )
             try:
                 await self.js.stream_info(config.name)
@@ -178,7 +180,7 @@ class EventBus:
 
     async def publish(self, event: Event, *, timeout: float = 5) -> None:
         await self.publish_raw(
-            event.subject,
+            event.publish_subject,
             event.model_dump_json().encode(),
             msg_id=str(event.event_id),
             timeout=timeout,

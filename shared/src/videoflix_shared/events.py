@@ -30,6 +30,12 @@ class Event(BaseModel):
     version: int = 1
     occurred_at: datetime = Field(default_factory=utcnow)
 
+    @property
+    def publish_subject(self) -> str:
+        """The subject this event goes out on: `subject`, except for an event family with
+        one subject per key (`subject` ends in `.*`), which fills in its key."""
+        return self.subject
+
 
 # --- auth: what the mailer needs to write each email ------------------------------------
 
@@ -93,6 +99,27 @@ class VideoDeleted(Event):
     video_id: int
 
 
+class VideoAccessChanged(Event):
+    """Who may play a video now: catalog announces it whenever a video's publication,
+    readiness or existence changes (and, on start, for every video it has).
+
+    One subject per video, `access.video.<id>`, in the ACCESS stream, which keeps only the
+    last message of each subject and never ages it out: the stream is the current playback
+    state of every video. Streaming replays it on start and follows it (docs/AUTHORIZATION.md).
+    """
+
+    subject: ClassVar[str] = "access.video.*"
+    stream: ClassVar[str] = "ACCESS"
+    video_id: int = Field(ge=1)
+    published: bool
+    ready: bool  # transcoded: renditions and thumbnail in the media volume
+    deleted: bool = False
+
+    @property
+    def publish_subject(self) -> str:
+        return f"access.video.{self.video_id}"
+
+
 # --- transcoder -> catalog ------------------------------------------------------------------
 
 
@@ -133,23 +160,47 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PasswordResetRequested,
         VideoUploaded,
         VideoDeleted,
+        VideoAccessChanged,
         TranscodeProgress,
         TranscodeCompleted,
         TranscodeFailed,
     )
 }
 
-# Stream name (before NATS_STREAM_PREFIX) -> the subject family it stores.
-STREAMS: dict[str, str] = {"AUTH": "auth.>", "CATALOG": "catalog.>", "TRANSCODER": "transcoder.>"}
+# Stream name (before NATS_STREAM_PREFIX) -> the subject family it stores. ACCESS lies
+# outside `catalog.>` because streams may not overlap and CATALOG keeps a history while
+# ACCESS keeps state; only catalog publishes to either.
+STREAMS: dict[str, str] = {
+    "AUTH": "auth.>",
+    "CATALOG": "catalog.>",
+    "ACCESS": "access.video.*",
+    "TRANSCODER": "transcoder.>",
+}
+# Streams that hold current state rather than history: the last message of each subject
+# is kept until a newer one replaces it, never aged out.
+STATE_STREAMS: frozenset[str] = frozenset({"ACCESS"})
 
 
 class UnknownEvent(ValueError):
     pass
 
 
-def parse_event(subject: str, data: bytes) -> Event:
-    """Parse a message body for its (unprefixed) subject; raises ValueError when malformed."""
+def event_type(subject: str) -> type[Event] | None:
+    """The event class of an (unprefixed) subject: exact, or a per-key family `<family>.*`."""
     cls = EVENT_TYPES.get(subject)
     if cls is None:
+        family, dot, key = subject.rpartition(".")
+        cls = EVENT_TYPES.get(f"{family}.*") if dot and key else None
+    return cls
+
+
+def parse_event(subject: str, data: bytes) -> Event:
+    """Parse a message body for its (unprefixed) subject; raises ValueError when malformed
+    or when the payload belongs on another subject (say, another video's)."""
+    cls = event_type(subject)
+    if cls is None:
         raise UnknownEvent(f"no event type for subject {subject!r}")
-    return cls.model_validate_json(data)
+    event = cls.model_validate_json(data)
+    if event.publish_subject != subject:
+        raise ValueError(f"{cls.__name__} for {event.publish_subject!r} on {subject!r}")
+    return event

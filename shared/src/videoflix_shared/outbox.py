@@ -3,7 +3,11 @@
 Service code calls `add_event(session, event)` inside the transaction that changes state.
 `OutboxRelay` (started in the service's lifespan) publishes pending rows to JetStream with
 the event id as message id and marks them published; when NATS is down rows simply wait.
-Several relays (several replicas) can run at once: rows are claimed with SKIP LOCKED.
+Several relays (several replicas) can run at once, but only one publishes at a time (a
+transaction-scoped advisory lock per database): rows leave in the order they were
+created, so two events about the same thing (publish, then unpublish a video) never
+overtake each other, which a consumer keeping only the last message per subject (the
+ACCESS stream) relies on. A relay that finds the lock taken tries again on its next poll.
 
 Each service's models import `OutboxMessage` into their metadata so Alembic migrates the
 `outbox` table into that service's own database.
@@ -18,7 +22,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Index, Integer, String, delete, select
+from sqlalchemy import DateTime, Index, Integer, String, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,6 +32,9 @@ from videoflix_shared.db import Base
 from videoflix_shared.events import Event, utcnow
 
 logger = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key of the relays of one database (any constant unique to it).
+RELAY_LOCK_KEY = 0x76666F7574626F78  # "vfoutbox"
 
 
 class OutboxMessage(Base):
@@ -50,7 +57,7 @@ def add_event(session: AsyncSession, event: Event) -> None:
     session.add(
         OutboxMessage(
             id=event.event_id,
-            subject=event.subject,
+            subject=event.publish_subject,
             payload=event.model_dump(mode="json"),
             created_at=event.occurred_at,
             attempts=0,
@@ -93,6 +100,8 @@ class OutboxRelay:
         """Publish one batch; returns how many rows were published."""
         published = 0
         async with self.session_factory() as session, session.begin():
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))):
+                return 0  # another relay is publishing; its rows and ours go out in order
             rows = (
                 await session.scalars(
                     select(OutboxMessage)

@@ -1,9 +1,10 @@
 """Catalog service: the app factory and its lifespan.
 
 The lifespan creates the database engine, Redis, the token verifier, the event bus, the
-outbox relay, the transcoder-event consumer and the stuck-job sweeper, and keeps them on
-`app.state`. The service starts and serves while NATS is down: the bus connects in the
-background, the relay keeps outbox rows until it can publish, and the consumer waits.
+outbox relay, the transcoder-event consumer, the stuck-job sweeper and the start-up
+announcement of every video's playback state, and keeps them on `app.state`. The service
+starts and serves while NATS is down: the bus connects in the background, the relay keeps
+outbox rows until it can publish, and the consumer waits.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from videoflix_catalog.api import UPLOAD_PATH, admin, page, public
-from videoflix_catalog.events import TranscoderEventHandler, consume_transcoder_events, run_sweeper
+from videoflix_catalog.events import (
+    TranscoderEventHandler,
+    announce_access_on_start,
+    consume_transcoder_events,
+    run_sweeper,
+)
 from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
@@ -58,6 +64,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         app.state.redis = redis
         app.state.list_cache = list_cache
         app.state.bus = bus
+        app.state.access_backfilled = asyncio.Event()  # set once the start-up backfill is staged
         app.state.token_verifier = TokenVerifier(
             keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
@@ -85,6 +92,10 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
                     stop=stop,
                 ),
                 name="stuck-job-sweeper",
+            ),
+            asyncio.create_task(
+                announce_access_on_start(session_factory, bus, stop, app.state.access_backfilled),
+                name="announce-access",
             ),
         ]
         relay.start()

@@ -1,7 +1,10 @@
 """What catalog publishes and consumes on NATS JetStream.
 
 Publishes (through the outbox, see service.py): `catalog.video.uploaded` (upload,
-re-transcode, sweeper retry) and `catalog.video.deleted`.
+re-transcode, sweeper retry), `catalog.video.deleted`, and `access.video.<id>`
+(`VideoAccessChanged`: who may play the video) whenever publication, readiness or
+existence changes; on start it reads the ACCESS stream back and announces every video whose
+state it does not show (backfill after an upgrade, rebuild of a lost stream).
 Consumes the TRANSCODER stream with the durable consumer `catalog`: progress, completed
 and failed, applied idempotently (see `service.apply_transcoder_event`).
 Also runs the stuck-job sweeper loop, which re-publishes upload events.
@@ -15,11 +18,13 @@ import logging
 from datetime import timedelta
 
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from videoflix_catalog import service
 from videoflix_catalog.list_cache import ListCache
 from videoflix_shared.bus import EventBus, parse_or_drop
+from videoflix_shared.events import VideoAccessChanged, parse_event
 
 logger = logging.getLogger(__name__)
 
@@ -83,3 +88,67 @@ async def run_sweeper(
             logger.warning("stuck-job sweep failed: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_seconds)
+
+
+async def announce_access_on_start(
+    session_factory: async_sessionmaker[AsyncSession],
+    bus: EventBus,
+    stop: asyncio.Event,
+    done: asyncio.Event,
+) -> None:
+    """Bring the ACCESS stream in line with the database once per start (see
+    `service.reconcile_access`), retrying while NATS or the database is not there yet;
+    sets `done` when the announcements are staged."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            announced = await announced_access(bus)
+            async with session_factory() as session:
+                staged = await service.reconcile_access(session, announced=announced)
+            logger.info(
+                "playback states: %d announced in the stream, %d (re)announced now",
+                len(announced),
+                staged,
+            )
+            done.set()
+            return
+        except Exception as exc:
+            logger.info("playback state backfill waits (%r); retrying in %.0fs", exc, delay)
+            await _sleep_or_stop(stop, delay)
+            delay = min(delay * 2, 30)
+
+
+async def announced_access(bus: EventBus) -> dict[int, VideoAccessChanged]:
+    """The last announcement of every video in the ACCESS stream (what streaming replays)."""
+    if bus.js is None:
+        raise ConnectionError("not connected to NATS yet")
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        mem_storage=True,
+        inactive_threshold=30.0,
+    )
+    sub = await bus.js.pull_subscribe(
+        bus.subject(VideoAccessChanged.subject),
+        stream=bus.stream(VideoAccessChanged.stream),
+        config=config,
+    )
+    announced: dict[int, VideoAccessChanged] = {}
+    try:
+        pending = (await sub.consumer_info()).num_pending
+        while pending:
+            for msg in await sub.fetch(min(pending, 500), timeout=5):
+                pending = msg.metadata.num_pending
+                with contextlib.suppress(ValueError):  # unusable: as if not announced
+                    event = parse_event(bus.unprefixed(msg.subject), msg.data)
+                    if isinstance(event, VideoAccessChanged):
+                        announced[event.video_id] = event
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return announced
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -27,6 +27,7 @@ from videoflix_shared.events import (
     TranscodeCompleted,
     TranscodeFailed,
     TranscodeProgress,
+    VideoAccessChanged,
     VideoDeleted,
     VideoUploaded,
     utcnow,
@@ -255,6 +256,7 @@ async def create_video(
             video_id=video.id, generation=video.generation, source_path=video.source_path
         ),
     )
+    announce_access(session, video)
     try:
         await session.commit()
     except BaseException:
@@ -272,8 +274,9 @@ async def update_video(session: AsyncSession, *, video_id: int, changes: VideoUp
         video.description = changes.description
     if changes.category is not None:
         video.category = await resolve_category(session, ref=changes.category)
-    if changes.published is not None:
+    if changes.published is not None and changes.published != video.published:
         video.published = changes.published
+        announce_access(session, video)
     video.updated_at = utcnow()
     await session.commit()
     return video
@@ -284,10 +287,12 @@ async def delete_video(session: AsyncSession, *, video_id: int) -> None:
     video = await get_video(session, video_id=video_id, for_update=True)
     await session.delete(video)
     add_event(session, VideoDeleted(video_id=video_id))
+    announce_access(session, video, deleted=True)
     await session.commit()
 
 
 def _start_new_generation(session: AsyncSession, video: Video, *, now: datetime) -> None:
+    was_ready = video.status == VideoStatus.READY.value
     video.generation += 1
     video.status = VideoStatus.UPLOADED.value
     video.progress = 0.0
@@ -300,6 +305,8 @@ def _start_new_generation(session: AsyncSession, video: Video, *, now: datetime)
             video_id=video.id, generation=video.generation, source_path=video.source_path
         ),
     )
+    if was_ready:  # its files are about to be replaced: not playable until the new ones
+        announce_access(session, video)
 
 
 async def retranscode_video(session: AsyncSession, *, video_id: int, media_root: Path) -> Video:
@@ -313,6 +320,83 @@ async def retranscode_video(session: AsyncSession, *, video_id: int, media_root:
     video.sweep_retries = 0
     await session.commit()
     return video
+
+
+# -- playback access ------------------------------------------------------------------
+
+
+def access_event(video: Video, *, deleted: bool = False) -> VideoAccessChanged:
+    return VideoAccessChanged(
+        video_id=video.id,
+        published=video.published and not deleted,
+        ready=video.status == VideoStatus.READY.value and not deleted,
+        deleted=deleted,
+    )
+
+
+def announce_access(session: AsyncSession, video: Video, *, deleted: bool = False) -> None:
+    """Stage the video's playback state for streaming, in the transaction that changes it.
+
+    Callers hold the video's row lock (or created the row), so the announcements of one
+    video are created, committed and (one relay at a time) published in order.
+    """
+    add_event(session, access_event(video, deleted=deleted))
+
+
+async def reconcile_access(
+    session: AsyncSession,
+    *,
+    announced: dict[int, VideoAccessChanged],
+    batch_size: int = 1000,
+) -> int:
+    """Announce every video whose playback state the ACCESS stream does not show (catalog's
+    start-up backfill); `announced` is the stream's last announcement per video.
+
+    Makes an upgraded installation, whose videos predate the stream, playable, and rebuilds
+    a lost stream; a restart with the stream intact stages nothing. Rows are read FOR SHARE,
+    so no change commits between reading a state and staging it, and a video the stream
+    still shows but the database no longer has gets its tombstone. Staging one state twice
+    (two processes starting together, an announcement still in the outbox) is harmless:
+    the same state again, in commit order. Returns how many were staged.
+    """
+    staged = 0
+    last_id = 0
+    existing: set[int] = set()
+    while True:
+        videos = (
+            await session.scalars(
+                select(Video)
+                .where(Video.id > last_id)
+                .order_by(Video.id)
+                .limit(batch_size)
+                .with_for_update(of=Video, read=True)
+            )
+        ).all()
+        if not videos:
+            break
+        for video in videos:
+            existing.add(video.id)
+            if not _same_state(announced.get(video.id), access_event(video)):
+                announce_access(session, video)
+                staged += 1
+        last_id = videos[-1].id
+    for video_id, known in announced.items():
+        if video_id not in existing and not known.deleted:
+            add_event(
+                session,
+                VideoAccessChanged(video_id=video_id, published=False, ready=False, deleted=True),
+            )
+            staged += 1
+    await session.commit()
+    return staged
+
+
+def _same_state(known: VideoAccessChanged | None, current: VideoAccessChanged) -> bool:
+    return known is not None and (known.published, known.ready, known.deleted) == (
+        current.published,
+        current.ready,
+        current.deleted,
+    )
 
 
 # -- transcoder events -----------------------------------------------------------------
@@ -357,6 +441,7 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
         video.thumbnail_path = event.thumbnail_path
         video.master_playlist_path = event.master_playlist_path
         video.failure_reason = None
+        announce_access(session, video)
     else:
         video.status = VideoStatus.FAILED.value
         video.failure_reason = event.reason[:2000] or "Transcoding failed."

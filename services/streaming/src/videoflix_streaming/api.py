@@ -10,7 +10,9 @@ Prometheus metrics, JSON errors.
 
 Per request: strict route match on the raw path (so `%2e%2e`/`%2f` never match) → token
 (cookie `access_token` or Bearer; verified once, then answered from the verifier's cache
-until it expires) → the media library (cached metadata) → 304 / 206 / 416 / 200. The body
+until it expires; 401 without one, except for a thumbnail) → who may play this video
+(access.py: published and ready for everyone, ready for admins, else 404; 503 until the
+playback states are loaded) → the media library (cached metadata) → 304 / 206 / 416 / 200. The body
 comes from the library's in-memory cache when it is there (playlists always, segments and
 thumbnails within its byte budget); otherwise a full file goes out by ASGI
 `http.response.pathsend` (Granian sends it from the file), and byte ranges, or servers
@@ -35,7 +37,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from videoflix_shared.app import CORS_EXPOSED_HEADERS
 from videoflix_shared.middleware import LATENCY, REQUESTS
-from videoflix_shared.security import InvalidToken, TokenVerifier, bearer_token
+from videoflix_shared.security import InvalidToken, Principal, TokenVerifier, bearer_token
+from videoflix_streaming.access import AccessMap, Audience
 from videoflix_streaming.service import AssetKind, MediaFile, MediaLibrary, asset_kind
 
 logger = logging.getLogger(__name__)
@@ -47,7 +50,10 @@ ROUTE = re.compile(
     rb"/api/video/([1-9][0-9]{0,17})/"
     rb"((?:480p|720p|1080p)/(?:index\.m3u8|seg_[0-9]{5}\.ts)|master\.m3u8|thumbnail\.jpg)/?"
 )
-RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.ASCII)
+# One range-spec of a Range header (RFC 9110 14.1.1): ASCII digits only ([0-9], not \d,
+# which also matches other scripts' digits); spaces and tabs around the dash are tolerated.
+RANGE_SPEC = re.compile(r"([0-9]*)[ \t]*-[ \t]*([0-9]*)")
+OWS = " \t"
 MAX_TOKEN_LENGTH = 8192
 READ_CHUNK_BYTES = 256 * 1024
 SEGMENT_CACHE_CONTROL = b"private, max-age=31536000, immutable"
@@ -79,6 +85,8 @@ HEADERS_READ = frozenset(
 )
 CREDENTIALS_MISSING = "Authentication credentials were not provided."
 CREDENTIALS_INVALID = "Invalid or expired access token."
+ACCESS_NOT_LOADED = "Playback is starting up; try again in a moment."
+RETRY_AFTER = b"2"
 
 
 class RangeNotSatisfiable(Exception):
@@ -102,27 +110,59 @@ class HlsRequest:
 def parse_byte_range(header: str, size: int) -> tuple[int, int] | None:
     """The inclusive (first, last) byte of a single `bytes=` range, or None to ignore it.
 
-    Multiple ranges and malformed headers are ignored (a full 200 answer is allowed by
-    RFC 9110); a well-formed range that starts beyond the end raises RangeNotSatisfiable.
+    RFC 9110 14.2 lets a server ignore any Range it does not want to serve, so anything
+    but one well-formed byte range (other units, several ranges, first > last, non-ASCII
+    digits, stray characters) is ignored and the whole file goes out with 200. A
+    well-formed range that cannot be satisfied (it starts at or beyond the end, or asks
+    for an empty suffix) raises RangeNotSatisfiable (416). Numbers are compared by their
+    digits before any int() conversion, so a position of thousands of digits is just
+    "beyond any file" and never reaches Python's 4300-digit conversion limit.
     """
-    match = RANGE.fullmatch(header)
+    unit, equals, range_set = header.partition("=")
+    if not equals or unit.strip(OWS).lower() != "bytes":
+        return None
+    # A list: empty elements are allowed and ignored (RFC 9110 5.6.1.2).
+    specs = [spec for spec in (part.strip(OWS) for part in range_set.split(",")) if spec]
+    if len(specs) != 1:
+        return None
+    match = RANGE_SPEC.fullmatch(specs[0])
     if match is None:
         return None
     first, last = match[1], match[2]
-    if not first:
-        if not last:
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise RangeNotSatisfiable
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
+    if not first and not last:
         return None
-    if start >= size:
+    # Leading zeros count towards int()'s digit limit too: drop them (an empty part
+    # stays empty, "000" becomes "0").
+    first, last = _significant(first), _significant(last)
+    if not first:
+        return _suffix_range(last, size)
+    if last and _compare(first, last) > 0:
+        return None  # invalid (first > last): ignored, not unsatisfiable
+    if _compare(first, str(size)) >= 0:
         raise RangeNotSatisfiable
-    return start, min(end, size - 1)
+    start = int(first)  # now smaller than `size`: a short number
+    if not last or _compare(last, str(size)) >= 0:
+        return start, size - 1
+    return start, int(last)
+
+
+def _suffix_range(digits: str, size: int) -> tuple[int, int]:
+    """`bytes=-N`: the last N bytes (all of them when N is larger than the file)."""
+    if digits == "0" or size == 0:
+        raise RangeNotSatisfiable
+    if _compare(digits, str(size)) >= 0:
+        return 0, size - 1
+    return size - int(digits), size - 1
+
+
+def _significant(digits: str) -> str:
+    return digits and (digits.lstrip("0") or "0")
+
+
+def _compare(a: str, b: str) -> int:
+    """Compare two ASCII digit strings without leading zeros as numbers (-1, 0 or 1)."""
+    key_a, key_b = (len(a), a), (len(b), b)
+    return (key_a > key_b) - (key_a < key_b)
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
@@ -146,10 +186,18 @@ def not_modified(headers: dict[bytes, str], media: MediaFile) -> bool:
     if if_modified_since is not None:
         try:
             since = parsedate_to_datetime(if_modified_since).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
             return False
         return media.mtime <= since
     return False
+
+
+def _may_play(audience: Audience, principal: Principal | None) -> bool:
+    """Published and ready: everyone (the caller checked the token where one is needed);
+    ready but unpublished: admins only (a preview); anything else: nobody."""
+    if audience is Audience.EVERYONE:
+        return True
+    return audience is Audience.ADMINS and principal is not None and principal.is_admin
 
 
 def cookie_value(cookie_header: str, name: str) -> str | None:
@@ -169,12 +217,14 @@ class HlsEndpoint:
         fallback: ASGIApp,
         library: MediaLibrary,
         verifier: TokenVerifier,
+        access: AccessMap,
         allowed_origins: list[str],
         thumbnail_max_age: int,
     ) -> None:
         self.fallback = fallback
         self.library = library
         self.verifier = verifier
+        self.access = access
         self.thumbnail_cache_control = f"public, max-age={thumbnail_max_age}".encode()
         exposed = ", ".join(CORS_EXPOSED_HEADERS).encode()
         self.cors_headers = {
@@ -246,51 +296,68 @@ class HlsEndpoint:
             await self._send_error(send, request, 404, "Not found.")
             return
         video_id, asset = int(match[1]), match[2].decode()
-        request.route = METRIC_ROUTES[asset_kind(asset)]  # type: ignore[index]
-        if asset != "thumbnail.jpg":  # the thumbnail is public: catalog's list links it
-            problem = await self._authentication_problem(request.headers)
+        kind = asset_kind(asset)
+        request.route = METRIC_ROUTES[kind]  # type: ignore[index]
+        principal = None
+        if kind is not AssetKind.THUMBNAIL:  # a published video's thumbnail is public (<img>)
+            principal, problem = await self._principal(request.headers)
             if problem is not None:
                 await self._send_error(
                     send, request, 401, problem, [(b"www-authenticate", b"Bearer")]
                 )
                 return
+        if not self.access.loaded:  # fail closed until the playback states are known
+            await self._send_error(
+                send, request, 503, ACCESS_NOT_LOADED, [(b"retry-after", RETRY_AFTER)]
+            )
+            return
+        audience = self.access.audience(video_id)
+        if audience is Audience.ADMINS and kind is AssetKind.THUMBNAIL:
+            principal, _ = await self._principal(request.headers)  # the admin page's <img>
+        if not _may_play(audience, principal):
+            # 404, not 403: nobody learns that an unpublished video exists.
+            await self._send_error(send, request, 404, "Not found.")
+            return
         media = self.library.cached(video_id=video_id, asset=asset)
         if media is None:
             media = await self.library.find(video_id=video_id, asset=asset)
         if media is None:
             await self._send_error(send, request, 404, "Not found.")
             return
-        await self._send_media(send, request, media)
+        await self._send_media(send, request, media, public=audience is Audience.EVERYONE)
 
-    async def _authentication_problem(self, headers: dict[bytes, str]) -> str | None:
-        """None when the request carries a valid access token, else the reason."""
+    async def _principal(self, headers: dict[bytes, str]) -> tuple[Principal | None, str | None]:
+        """The caller's verified identity, or None and the reason there is none."""
         token = bearer_token(headers.get(b"authorization"))
         if token is None and b"cookie" in headers:
             token = cookie_value(headers[b"cookie"], "access_token")
         if not token:
-            return CREDENTIALS_MISSING
+            return None, CREDENTIALS_MISSING
         if len(token) > MAX_TOKEN_LENGTH:
-            return CREDENTIALS_INVALID
-        if self.verifier.cached(token) is not None:
-            return None
+            return None, CREDENTIALS_INVALID
+        principal = self.verifier.cached(token)
+        if principal is not None:
+            return principal, None
         try:
-            await self.verifier.verify(token)
+            return await self.verifier.verify(token), None
         except InvalidToken:
-            return CREDENTIALS_INVALID
-        return None
+            return None, CREDENTIALS_INVALID
 
-    def _cache_control(self, kind: AssetKind) -> bytes:
+    def _cache_control(self, kind: AssetKind, *, public: bool) -> bytes:
         if kind is AssetKind.SEGMENT:
             return SEGMENT_CACHE_CONTROL
         if kind is AssetKind.THUMBNAIL:
-            return self.thumbnail_cache_control
+            # An admin's preview of an unpublished video's thumbnail stays out of shared caches.
+            return self.thumbnail_cache_control if public else PLAYLIST_CACHE_CONTROL
         return PLAYLIST_CACHE_CONTROL
 
-    async def _send_media(self, send: Send, request: HlsRequest, media: MediaFile) -> None:
+    async def _send_media(
+        self, send: Send, request: HlsRequest, media: MediaFile, *, public: bool
+    ) -> None:
         validators = [
             (b"etag", media.etag.encode()),
             (b"last-modified", media.last_modified.encode()),
-            (b"cache-control", self._cache_control(media.kind)),
+            (b"cache-control", self._cache_control(media.kind, public=public)),
             *request.response_headers,
         ]
         if not_modified(request.headers, media):
