@@ -37,6 +37,11 @@ class CommonSettings(BaseSettings):
     nats_password: str = Field("", alias="NATS_PASSWORD")
     nats_subject_prefix: str = Field("", alias="NATS_SUBJECT_PREFIX")
     nats_stream_prefix: str = Field("VIDEOFLIX_", alias="NATS_STREAM_PREFIX")
+    # How long the AUTH stream keeps mail events: an email not sent by then is stale (its
+    # links expire) and its sealed link should not rest anywhere longer.
+    nats_auth_stream_max_age_seconds: float = Field(
+        6 * 3600, gt=0, alias="NATS_AUTH_STREAM_MAX_AGE_SECONDS"
+    )
 
     cors_allowed_origins: str = Field(
         "http://127.0.0.1:5500,http://localhost:5500", alias="CORS_ALLOWED_ORIGINS"
@@ -47,6 +52,11 @@ class CommonSettings(BaseSettings):
     jwt_audience: str = Field("videoflix", alias="JWT_AUDIENCE")
     jwks_url: str = Field("http://127.0.0.1:8001/.well-known/jwks.json", alias="JWKS_URL")
     jwks_min_refetch_seconds: float = Field(30.0, alias="JWKS_MIN_REFETCH_SECONDS")
+    # Keys fetched from the JWKS are trusted this long, then fetched again: a key removed
+    # from auth's JWKS stops being accepted within it (verified-token cache included).
+    jwks_max_age_seconds: float = Field(300.0, gt=0, alias="JWKS_MAX_AGE_SECONDS")
+    # Tolerated clock difference with auth on exp / iat / nbf.
+    jwt_leeway_seconds: float = Field(30.0, ge=0, alias="JWT_LEEWAY_SECONDS")
 
     public_base_url: str = Field("http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     frontend_url: str = Field("http://127.0.0.1:5500", alias="FRONTEND_URL")

@@ -29,6 +29,7 @@ from videoflix_shared.db import check_database, create_engine, create_session_fa
 from videoflix_shared.logs import configure_logging
 from videoflix_shared.outbox import OutboxRelay
 from videoflix_shared.redis import create_redis
+from videoflix_shared.sealing import sealer_from_settings
 from videoflix_shared.security import StaticKeySource, TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,16 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         redis = create_redis(settings)
         bus = EventBus.from_settings(settings, principal="auth")
         relay = OutboxRelay(session_factory, bus)
+        # Mail events are sealed as they enter the outbox (only auth and mailer hold the key).
+        sealer = sealer_from_settings(
+            settings.mail_token_key,
+            settings.mail_token_keys_previous,
+            required=settings.is_production,
+            service="auth",
+        )
+        if sealer is None:
+            logger.warning("MAIL_TOKEN_KEY is not set: mail events carry their links in clear")
+        session_factory.configure(info={"outbox_sealer": sealer})
         service = AuthService(
             settings=settings,
             hasher=PasswordHasher(
@@ -79,6 +90,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             StaticKeySource(keys.public_keys()),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
         )
         app.state.auth_service = service
         app.state.event_bus = bus
