@@ -130,8 +130,7 @@ async def test_registration_events_survive_nats_outages(
                 what="event published after NATS restart",
             )
             await wait_until_async(
-                lambda: db.query("SELECT 1 FROM outbox WHERE payload->>'email' = %s", second)
-                == [],
+                lambda: db.query("SELECT 1 FROM outbox WHERE payload->>'email' = %s", second) == [],
                 timeout=10,
                 what="outbox row deleted once published",
             )

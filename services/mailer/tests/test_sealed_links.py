@@ -37,7 +37,9 @@ async def test_unopenable_links_become_dead_letters_with_a_reason_and_the_next_e
     start_mailer()
     tampered = user_registered("tampered@example.com")
     sealed = bus.sealer.seal(tampered)
-    payload = sealed.model_copy(update={"activation_url": flip_one_character(sealed.activation_url)})
+    payload = sealed.model_copy(
+        update={"activation_url": flip_one_character(sealed.activation_url)}
+    )
     await bus.publish_raw(tampered.subject, payload.model_dump_json().encode(), msg_id="tampered")
 
     # A sealed link copied into another event (the victim's address) does not open there.

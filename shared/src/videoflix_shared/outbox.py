@@ -136,7 +136,9 @@ class OutboxRelay:
     async def purge_published(self) -> None:
         """Delete rows an older relay marked published and kept (once, at start)."""
         async with self.session_factory() as session, session.begin():
-            await session.execute(delete(OutboxMessage).where(OutboxMessage.published_at.is_not(None)))
+            await session.execute(
+                delete(OutboxMessage).where(OutboxMessage.published_at.is_not(None))
+            )
 
     async def _run(self) -> None:
         backoff = self.poll_interval

@@ -124,9 +124,7 @@ class Sealer:
         for name in fields:
             value = getattr(event, name)
             if isinstance(value, str):
-                update[name] = self.seal_value(
-                    value, associated_data=_associated_data(event, name)
-                )
+                update[name] = self.seal_value(value, associated_data=_associated_data(event, name))
         return event.model_copy(update=update)
 
     def open(self, event: EventT) -> EventT:
