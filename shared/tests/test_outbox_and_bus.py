@@ -19,7 +19,6 @@ from videoflix_shared.sealing import SEALED_VERSION, Sealer, new_key
 from videoflix_shared.settings import CommonSettings
 from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
 
-
 SEALER = Sealer.from_text(new_key())
 
 
@@ -232,26 +231,25 @@ async def test_auth_stream_keeps_events_hours_and_an_existing_stream_gets_it(run
     try:
         info = await old.js.stream_info(old.stream("AUTH"))
         assert info.config.max_age == 14 * 24 * 3600  # as an older auth left it
-        settings = CommonSettings(
-            NATS_URL=NATS_URL,
-            NATS_SUBJECT_PREFIX=names["subject_prefix"],
-            NATS_STREAM_PREFIX=names["stream_prefix"],
-        )
-        assert settings.nats_auth_stream_max_age_seconds == AUTH_STREAM_MAX_AGE_SECONDS == 6 * 3600
-        new = EventBus.from_settings(settings)
+        new = EventBus(url=NATS_URL, **names)  # today's default
         await new.connect(wait=False)
         await new.close()
+        assert AUTH_STREAM_MAX_AGE_SECONDS == 6 * 3600
         info = await old.js.stream_info(old.stream("AUTH"))
         assert info.config.max_age == 6 * 3600
         other = await old.js.stream_info(old.stream("CATALOG"))
         assert other.config.max_age == 14 * 24 * 3600  # other streams keep their days
 
-        configured = CommonSettings(
-            **{**settings.model_dump(by_alias=True), "NATS_AUTH_STREAM_MAX_AGE_SECONDS": 1800}
+        configured = EventBus.from_settings(
+            CommonSettings(
+                NATS_URL=NATS_URL,
+                NATS_SUBJECT_PREFIX=names["subject_prefix"],
+                NATS_STREAM_PREFIX=names["stream_prefix"],
+            ),
+            max_age={"AUTH": 1800},  # what auth passes from AUTH_STREAM_MAX_AGE_SECONDS
         )
-        shorter = EventBus.from_settings(configured)
-        await shorter.connect(wait=False)
-        await shorter.close()
+        await configured.connect(wait=False)
+        await configured.close()
         info = await old.js.stream_info(old.stream("AUTH"))
         assert info.config.max_age == 1800
     finally:

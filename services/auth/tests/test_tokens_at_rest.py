@@ -159,6 +159,9 @@ async def test_tokens_rest_in_clear_only_in_the_mailbox(api, db, mailer, common_
     await bus.connect(wait=False)
     try:
         stored = await raw_stream_messages(bus, "AUTH")
+        # (d) the stream auth provisioned keeps mail events hours, not days
+        info = await bus.js.stream_info(bus.stream("AUTH"))
+        assert info.config.max_age == 6 * 3600
     finally:
         await bus.close()
     mine = [data for _, data in stored if email.encode() in data]

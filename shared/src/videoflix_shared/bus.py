@@ -6,7 +6,8 @@ its NATS user, provisions only the streams that principal owns (its user may tou
 other), and receives replies on the principal's private inbox prefix.
 
 Retention: a stream keeps a message `max_age` seconds: the AUTH stream (mail events, links
-that expire) `NATS_AUTH_STREAM_MAX_AGE_SECONDS` (hours), the others 14 days. Provisioning
+that expire) 6 hours unless its owner says otherwise (auth: `AUTH_STREAM_MAX_AGE_SECONDS`),
+the others 14 days. Provisioning
 updates an existing stream whose configuration differs, so a changed retention applies at
 the owner's next start.
 
@@ -67,7 +68,13 @@ class EventBus:
         self.js: JetStreamContext | None = None
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings, *, principal: str | None = None) -> EventBus:
+    def from_settings(
+        cls,
+        settings: CommonSettings,
+        *,
+        principal: str | None = None,
+        max_age: dict[str, float] | None = None,
+    ) -> EventBus:
         return cls(
             url=settings.nats_url,
             subject_prefix=settings.nats_subject_prefix,
@@ -75,7 +82,7 @@ class EventBus:
             principal=principal,
             user=settings.nats_user,
             password=settings.nats_password,
-            max_age={"AUTH": settings.nats_auth_stream_max_age_seconds},
+            max_age=max_age,
         )
 
     # -- naming -----------------------------------------------------------------------------

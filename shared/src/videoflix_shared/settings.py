@@ -37,11 +37,6 @@ class CommonSettings(BaseSettings):
     nats_password: str = Field("", alias="NATS_PASSWORD")
     nats_subject_prefix: str = Field("", alias="NATS_SUBJECT_PREFIX")
     nats_stream_prefix: str = Field("VIDEOFLIX_", alias="NATS_STREAM_PREFIX")
-    # How long the AUTH stream keeps mail events: an email not sent by then is stale (its
-    # links expire) and its sealed link should not rest anywhere longer.
-    nats_auth_stream_max_age_seconds: float = Field(
-        6 * 3600, gt=0, alias="NATS_AUTH_STREAM_MAX_AGE_SECONDS"
-    )
 
     cors_allowed_origins: str = Field(
         "http://127.0.0.1:5500,http://localhost:5500", alias="CORS_ALLOWED_ORIGINS"

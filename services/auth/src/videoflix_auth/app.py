@@ -61,7 +61,9 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url)
         session_factory = create_session_factory(engine)
         redis = create_redis(settings)
-        bus = EventBus.from_settings(settings, principal="auth")
+        bus = EventBus.from_settings(
+            settings, principal="auth", max_age={"AUTH": settings.stream_max_age_seconds}
+        )
         relay = OutboxRelay(session_factory, bus)
         # Mail events are sealed as they enter the outbox (only auth and mailer hold the key).
         sealer = sealer_from_settings(
