@@ -314,3 +314,25 @@ async def test_keys_keep_working_while_the_jwks_is_down_after_their_max_age(issu
         state["up"] = False  # auth answers 503: a removal cannot be seen, availability wins
         await asyncio.sleep(0.3)
         assert (await verifier.verify(issuer.token(user_id=9))).user_id == 9
+
+
+async def test_a_failed_readiness_fetch_does_not_delay_the_first_real_one(issuer):
+    """Streaming probes the JWKS at startup, often before auth is up: the first token
+    after auth came up must still fetch at once, not after JWKS_MIN_REFETCH_SECONDS."""
+    state = {"up": False}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        status = 200 if state["up"] else 503
+        body = json.dumps(issuer.jwks()).encode() if state["up"] else b"starting"
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with ServerThread(app) as server:
+        source = JwksKeySource(f"{server.url}/jwks", min_refetch_seconds=60)
+        with pytest.raises(httpx.HTTPStatusError):
+            await source.check()
+        state["up"] = True
+        verifier = TokenVerifier(source, issuer=issuer.issuer, audience=issuer.audience)
+        assert (await verifier.verify(issuer.token(user_id=4))).user_id == 4

@@ -146,8 +146,8 @@ class JwksKeySource:
     async def check(self) -> None:
         """Readiness: we hold at least one key (fetching once if needed)."""
         if not self.keys:
+            await self.refresh()  # a failure here (auth not up yet) must not delay get_key's
             self._last_fetch = time.monotonic()
-            await self.refresh()
 
 
 class TokenVerifier:
