@@ -21,10 +21,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from videoflix_auth.app import create_app
 from videoflix_shared.bus import EventBus
+from videoflix_shared.sealing import MissingMailTokenKey
 from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
 
-from .conftest import raw_stream_messages
+from .conftest import raw_stream_messages, running
 
 MAILER = str(Path(sys.executable).parent / "videoflix-mailer")
 TOKEN_IN_LINK = re.compile(r"[?&]token=([^&\s\"'<>]+)")
@@ -182,3 +184,10 @@ async def test_tokens_rest_in_clear_only_in_the_mailbox(api, db, mailer, common_
     for secret in secrets:
         for where, raw in at_rest.items():
             assert secret.encode() not in raw, f"{secret} rests in clear in the {where}"
+
+
+async def test_auth_refuses_to_start_in_production_without_a_mail_token_key(make_settings):
+    app = create_app(make_settings(ENVIRONMENT="production", MAIL_TOKEN_KEY=""))
+    with pytest.raises(MissingMailTokenKey, match="MAIL_TOKEN_KEY"):
+        async with running(app):
+            pass

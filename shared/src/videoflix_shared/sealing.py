@@ -47,6 +47,11 @@ class MissingMailTokenKey(RuntimeError):
     pass
 
 
+def _b64decode(text: str) -> bytes:
+    """Strict base64url (no padding needed): anything outside the alphabet is an error."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
 def new_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode().rstrip("=")
 
@@ -55,7 +60,7 @@ def parse_key(text: str) -> bytes:
     """32 bytes from base64url (standard base64 and missing padding accepted)."""
     cleaned = text.strip().replace("+", "-").replace("/", "_").rstrip("=")
     try:
-        key = base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
+        key = _b64decode(cleaned)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("a mail token key must be base64url") from exc
     if len(key) != KEY_BYTES:
@@ -109,7 +114,7 @@ class Sealer:
         if aead is None:
             raise SealingError(f"sealed with key {kid}, which this process does not hold")
         try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            raw = _b64decode(body)
             plaintext = aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], associated_data)
             return plaintext.decode()
         except (binascii.Error, ValueError, InvalidTag, UnicodeDecodeError) as exc:

@@ -57,6 +57,14 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sealer = sealer_from_settings(  # production refuses to start without MAIL_TOKEN_KEY
+            settings.mail_token_key,
+            settings.mail_token_keys_previous,
+            required=settings.is_production,
+            service="auth",
+        )
+        if sealer is None:
+            logger.warning("MAIL_TOKEN_KEY is not set: mail events carry their links in clear")
         keys = load_key_set(settings.keys_dir, generate_if_missing=not settings.is_production)
         engine = create_engine(settings.database_url)
         session_factory = create_session_factory(engine)
@@ -66,14 +74,6 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         )
         relay = OutboxRelay(session_factory, bus)
         # Mail events are sealed as they enter the outbox (only auth and mailer hold the key).
-        sealer = sealer_from_settings(
-            settings.mail_token_key,
-            settings.mail_token_keys_previous,
-            required=settings.is_production,
-            service="auth",
-        )
-        if sealer is None:
-            logger.warning("MAIL_TOKEN_KEY is not set: mail events carry their links in clear")
         session_factory.configure(info={"outbox_sealer": sealer})
         service = AuthService(
             settings=settings,
