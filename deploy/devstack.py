@@ -461,6 +461,7 @@ def provision(env: dict[str, str], data_dir: Path, port_base: int) -> dict[str, 
     redis_urls = privileges.provision_redis(env["REDIS_URL"], key_prefix, credentials)
     log(f"redis: an ACL user per process, limited to its keys under {key_prefix!r}")
     log(f"credentials: {credentials.path} (0600); delete an entry and restart to rotate it")
+    privileges.ensure_mail_token_key(env, credentials)
     per_process = {}
     for process in PROCESSES:
         principal = privileges.principal_of(process.name)

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -34,6 +35,7 @@ from videoflix_shared.access import (
     redis_username,
     render_nats_authorization,
 )
+from videoflix_shared.sealing import new_key as new_mail_token_key
 
 # The processes of the launcher that act as a principal (the gateway and the mail sink
 # talk to none of the servers).
@@ -56,7 +58,7 @@ def compose_secrets() -> list[str]:
     names = [compose_secret("NATS", p.name) for p in PRINCIPALS if p.uses_nats]
     names += [compose_secret("REDIS", p.name) for p in PRINCIPALS if p.uses_redis]
     names += [compose_secret("POSTGRES", p.database) for p in PRINCIPALS if p.database]
-    return names
+    return [*names, "MAIL_TOKEN_KEY"]  # shared by auth and the mailer
 
 
 # Variables that hold server addresses with admin rights or secrets: no process inherits
@@ -89,8 +91,11 @@ class Credentials:
             self.values = json.loads(self.path.read_text())
 
     def password(self, key: str) -> str:
+        return self.value(key, lambda: secrets.token_hex(24))  # URL- and shell-safe
+
+    def value(self, key: str, generate: Callable[[], str]) -> str:
         if key not in self.values:
-            self.values[key] = secrets.token_hex(24)  # URL- and shell-safe
+            self.values[key] = generate()
             self._save()
         return self.values[key]
 
@@ -307,6 +312,14 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
         out.write("\n".join(lines) + "\n")
 
 
+def ensure_mail_token_key(env: dict[str, str], credentials: Credentials) -> None:
+    """MAIL_TOKEN_KEY from the configuration, or generated once and kept with the other
+    credentials (auth and the mailer must share it across restarts: sealed events wait
+    in the stream)."""
+    if not (env.get("MAIL_TOKEN_KEY") or os.environ.get("MAIL_TOKEN_KEY")):
+        env["MAIL_TOKEN_KEY"] = credentials.value("mail-token-key", new_mail_token_key)
+
+
 def principal_of(process: str) -> Principal | None:
     name = PROCESS_PRINCIPALS.get(process)
     return BY_NAME[name] if name else None
@@ -417,7 +430,11 @@ cd "$(dirname "$0")/../.."
 chmod 600 .env
 for name in {names}; do
   if grep -Eq "^$name=[^[:space:]#\\"']" .env; then continue; fi
-  value=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \\n')
+  if [ "$name" = MAIL_TOKEN_KEY ]; then  # 32 random bytes, base64url
+    value=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\\n')
+  else
+    value=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \\n')
+  fi
   tmp=$(mktemp)
   grep -v "^$name=" .env > "$tmp" || true
   printf '%s=%s\\n' "$name" "$value" >> "$tmp"

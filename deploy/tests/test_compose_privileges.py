@@ -43,11 +43,14 @@ def env_of(name: str) -> dict[str, str]:
 def reads(name: str) -> set[str]:
     """The variables the settings of a container's service (its Dockerfile target) read."""
     target = SERVICES[name]["build"]["target"]
-    return {
+    declared = {
         env
         for env, where in settings_env_names().items()
         if where.startswith((f"videoflix_{target}.", "videoflix_shared."))
     }
+    # a secret two services declare (MAIL_TOKEN_KEY) is listed under the first one found
+    shared_secrets = set(BY_NAME[name].secrets) if name in BY_NAME else set()
+    return declared | (shared_secrets & set(settings_env_names()))
 
 
 def referenced(name: str) -> set[str]:
@@ -78,8 +81,8 @@ def secret_owners() -> dict[str, set[str]]:
     """Each secret variable of .env -> the containers that may receive it."""
     owners: dict[str, set[str]] = {"POSTGRES_PASSWORD": {"postgres", "postgres-roles"}}
     for p in PRINCIPALS:
-        for variable in p.secrets:
-            owners[variable] = {p.name}
+        for variable in p.secrets:  # a secret two processes share lists both
+            owners.setdefault(variable, set()).add(p.name)
         if p.uses_nats:
             owners[privileges.compose_secret("NATS", p.name)] = {p.name, "nats"}
         if p.uses_redis:

@@ -21,6 +21,7 @@ from deploy import privileges
 from videoflix_shared.access import BY_NAME, redis_username
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import drop_database
+from videoflix_shared.sealing import parse_key
 from videoflix_shared.testing.plugin import REDIS_URL, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -265,3 +266,30 @@ def test_admin_connections_and_service_secrets_are_withheld_from_every_process()
         "POSTGRES_PASSWORD",
         "NATS_PASSWORD_AUTH",
     } <= set(privileges.WITHHELD)
+
+
+def test_make_up_generates_the_mail_token_key_once_and_gives_it_to_auth_and_mailer_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MAIL_TOKEN_KEY", raising=False)
+    env: dict[str, str] = {}
+    privileges.ensure_mail_token_key(env, privileges.Credentials(tmp_path))
+    key = env["MAIL_TOKEN_KEY"]
+    assert len(parse_key(key)) == 32
+    again: dict[str, str] = {}  # the next start reuses it: sealed events wait in the stream
+    privileges.ensure_mail_token_key(again, privileges.Credentials(tmp_path))
+    assert again["MAIL_TOKEN_KEY"] == key
+    assert "MAIL_TOKEN_KEY" in privileges.WITHHELD
+    for name in privileges.PROCESS_PRINCIPALS:
+        own = privileges.process_env(
+            privileges.principal_of(name),
+            env=env,
+            nats_url="nats://127.0.0.1:4222",
+            redis_urls={},
+            database_urls={"auth": "postgresql://a", "catalog": "postgresql://c"},
+            credentials=privileges.Credentials(tmp_path),
+        )
+        assert ("MAIL_TOKEN_KEY" in own) == (name in ("auth", "mailer")), name
+    configured = {"MAIL_TOKEN_KEY": "from-the-operator"}
+    privileges.ensure_mail_token_key(configured, privileges.Credentials(tmp_path))
+    assert configured["MAIL_TOKEN_KEY"] == "from-the-operator"

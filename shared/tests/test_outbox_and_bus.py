@@ -11,11 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from videoflix_shared.bus import EventBus
+from videoflix_shared.bus import AUTH_STREAM_MAX_AGE_SECONDS, EventBus
 from videoflix_shared.db import Base, create_engine, create_session_factory
 from videoflix_shared.events import PasswordResetRequested, UserRegistered, parse_event
 from videoflix_shared.outbox import OutboxMessage, OutboxRelay, add_event
+from videoflix_shared.sealing import SEALED_VERSION, Sealer, new_key
+from videoflix_shared.settings import CommonSettings
 from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
+
+SEALER = Sealer.from_text(new_key())
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,9 @@ async def session_factory(make_database):
     engine = create_engine(make_database("shared_outbox"))
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-    yield create_session_factory(engine)
+    factory = create_session_factory(engine)
+    factory.configure(info={"outbox_sealer": SEALER})
+    yield factory
     await engine.dispose()
 
 
@@ -115,7 +121,7 @@ async def test_events_wait_in_the_outbox_while_nats_is_down_then_go_out(
     await asyncio.sleep(1.0)
     async with session_factory() as session:
         row = await session.get(OutboxMessage, event.event_id)
-        assert row.published_at is None
+        assert row is not None and row.published_at is None
     server = subprocess.Popen(
         ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path)]
     )
@@ -124,9 +130,9 @@ async def test_events_wait_in_the_outbox_while_nats_is_down_then_go_out(
 
         async def published() -> bool:
             async with session_factory() as session:
-                return (await session.get(OutboxMessage, event.event_id)).published_at is not None
+                return await session.get(OutboxMessage, event.event_id) is None
 
-        await wait_until_async(published, timeout=20, what="outbox row published")
+        await wait_until_async(published, timeout=20, what="outbox row published and deleted")
         seen = await _collect(bus, "after-outage", want=1)
         assert event.event_id in [e.event_id for e in seen]
     finally:
@@ -174,3 +180,78 @@ async def test_connect_without_waiting_fails_fast_when_nats_is_unreachable():
     with pytest.raises(ConnectionError):
         await bus.connect(wait=False, attempt_timeout=2)
     assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_published_rows_leave_the_outbox_and_mail_links_are_sealed_in_it(
+    session_factory, own_bus
+):
+    event = registered("sealed-row@example.com")
+    async with session_factory() as session, session.begin():
+        add_event(session, event)
+    async with session_factory() as session:
+        row = await session.get(OutboxMessage, event.event_id)
+        assert row.payload["version"] == SEALED_VERSION
+        assert "http://x/activate" not in str(row.payload)
+    assert await OutboxRelay(session_factory, own_bus).publish_pending() >= 1
+    async with session_factory() as session:
+        assert await session.get(OutboxMessage, event.event_id) is None
+    [published] = [
+        e
+        for e in await _collect(own_bus, "sealed", want=50, timeout=1.5)
+        if e.event_id == event.event_id
+    ]
+    assert SEALER.open(published).activation_url == "http://x/activate"
+
+
+async def test_rows_an_older_relay_kept_after_publishing_are_purged(session_factory, own_bus):
+    event = registered("kept@example.com")
+    async with session_factory() as session, session.begin():
+        add_event(session, event)
+        await session.flush()
+        (await session.get(OutboxMessage, event.event_id)).published_at = datetime.now(UTC)
+    await OutboxRelay(session_factory, own_bus).purge_published()
+    async with session_factory() as session:
+        assert await session.get(OutboxMessage, event.event_id) is None
+
+
+async def test_a_session_without_a_sealer_refuses_a_mail_event(make_database):
+    engine = create_engine(make_database("shared_outbox_unsealed"))
+    try:
+        async with create_session_factory(engine)() as session:
+            with pytest.raises(RuntimeError, match="outbox_sealer"):
+                add_event(session, registered("clear@example.com"))
+    finally:
+        await engine.dispose()
+
+
+async def test_auth_stream_keeps_events_hours_and_an_existing_stream_gets_it(run_id):
+    names = {"subject_prefix": f"vft{run_id}age.", "stream_prefix": f"VFT{run_id}AGE_"}
+    old = EventBus(url=NATS_URL, max_age={"AUTH": 14 * 24 * 3600}, **names)
+    await old.connect(wait=False)
+    try:
+        info = await old.js.stream_info(old.stream("AUTH"))
+        assert info.config.max_age == 14 * 24 * 3600  # as an older auth left it
+        new = EventBus(url=NATS_URL, **names)  # today's default
+        await new.connect(wait=False)
+        await new.close()
+        assert AUTH_STREAM_MAX_AGE_SECONDS == 6 * 3600
+        info = await old.js.stream_info(old.stream("AUTH"))
+        assert info.config.max_age == 6 * 3600
+        other = await old.js.stream_info(old.stream("CATALOG"))
+        assert other.config.max_age == 14 * 24 * 3600  # other streams keep their days
+
+        configured = EventBus.from_settings(
+            CommonSettings(
+                NATS_URL=NATS_URL,
+                NATS_SUBJECT_PREFIX=names["subject_prefix"],
+                NATS_STREAM_PREFIX=names["stream_prefix"],
+            ),
+            max_age={"AUTH": 1800},  # what auth passes from AUTH_STREAM_MAX_AGE_SECONDS
+        )
+        await configured.connect(wait=False)
+        await configured.close()
+        info = await old.js.stream_info(old.stream("AUTH"))
+        assert info.config.max_age == 1800
+    finally:
+        await old.delete_streams()
+        await old.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -73,7 +74,7 @@ async def test_hs256_signed_with_the_public_key_is_rejected(verifier, issuer):
 
 async def test_expired_token_is_rejected(verifier, issuer):
     with pytest.raises(InvalidToken):
-        await verifier.verify(issuer.token(ttl=-10))
+        await verifier.verify(issuer.token(ttl=-120))  # beyond the leeway
 
 
 @pytest.mark.parametrize("claim", ["aud", "iss"])
@@ -204,7 +205,7 @@ async def test_cookie_and_bearer_both_authenticate(api, issuer):
 
 
 async def test_invalid_token_is_401(api, issuer):
-    r = await api.get("/api/me/", cookies={"access_token": issuer.token(ttl=-5)})
+    r = await api.get("/api/me/", cookies={"access_token": issuer.token(ttl=-120)})
     assert r.status_code == 401
 
 
@@ -229,3 +230,109 @@ async def test_admin_route_needs_admin_claim(api, issuer):
     assert (await api.post("/api/admin/thing/", headers=headers)).status_code == 403
     headers = {"Authorization": f"Bearer {issuer.token(is_admin=True)}"}
     assert (await api.post("/api/admin/thing/", headers=headers)).status_code == 200
+
+
+# --- clock skew and key removal ------------------------------------------------------------
+
+
+async def test_clock_skew_within_the_leeway_is_tolerated_on_exp_iat_and_nbf(verifier, issuer):
+    """auth's clock a little ahead (iat, nbf in our future) or ours a little ahead (exp
+    just past): accepted within the default 30 s leeway."""
+    now = int(time.time())
+    ahead = issuer.token(iat=now + 20, nbf=now + 20, exp=now + 600)
+    assert (await verifier.verify(ahead)).user_id == 1
+    assert (await verifier.verify(issuer.token(ttl=-20))).user_id == 1
+
+
+async def test_clock_skew_beyond_the_leeway_is_refused(issuer):
+    keys = StaticKeySource(keys_from_jwks(issuer.jwks()))
+    strict = TokenVerifier(keys, issuer=issuer.issuer, audience=issuer.audience, leeway_seconds=5)
+    now = int(time.time())
+    for token in (
+        issuer.token(ttl=-20),
+        issuer.token(nbf=now + 60),
+        issuer.token(iat=now + 60),
+    ):
+        with pytest.raises(InvalidToken):
+            await strict.verify(token)
+
+
+def test_leeway_and_key_age_are_settings():
+    settings = CommonSettings(JWT_LEEWAY_SECONDS=7, JWKS_MAX_AGE_SECONDS=42)
+    assert (settings.jwt_leeway_seconds, settings.jwks_max_age_seconds) == (7, 42)
+    assert CommonSettings().jwt_leeway_seconds == 30
+    source = JwksKeySource.from_settings(settings)
+    assert source.max_age_seconds == 42
+
+
+async def test_key_removed_from_the_jwks_is_refused_within_the_max_age(issuer):
+    """auth drops a key (compromised, or rotated out): a token signed with it, even one
+    verified and cached before, is refused once the key set is max_age old."""
+    rotated = TestTokenIssuer(issuer=issuer.issuer, audience=issuer.audience)
+    served = {"issuers": [issuer, rotated]}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        keys = [k for i in served["issuers"] for k in i.jwks()["keys"]]
+        body = json.dumps({"keys": keys}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with ServerThread(app) as server:
+        source = JwksKeySource(f"{server.url}/jwks", min_refetch_seconds=0.2, max_age_seconds=1)
+        verifier = TokenVerifier(source, issuer=issuer.issuer, audience=issuer.audience)
+        old_token = issuer.token(user_id=5)
+        assert (await verifier.verify(old_token)).user_id == 5  # now cached too
+        served["issuers"] = [rotated]  # the old key is removed from the JWKS
+        removed_at = time.monotonic()
+        while True:
+            try:
+                await verifier.verify(old_token)
+            except InvalidToken:
+                break
+            assert time.monotonic() - removed_at < 1.5, "removed key still trusted"
+            await asyncio.sleep(0.05)
+        assert (await verifier.verify(rotated.token(user_id=6))).user_id == 6
+
+
+async def test_keys_keep_working_while_the_jwks_is_down_after_their_max_age(issuer):
+    state = {"up": True}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        status = 200 if state["up"] else 503
+        body = json.dumps(issuer.jwks()).encode() if state["up"] else b"down"
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with ServerThread(app) as server:
+        source = JwksKeySource(f"{server.url}/jwks", min_refetch_seconds=0, max_age_seconds=0.2)
+        verifier = TokenVerifier(source, issuer=issuer.issuer, audience=issuer.audience)
+        assert (await verifier.verify(issuer.token(user_id=8))).user_id == 8
+        state["up"] = False  # auth answers 503: a removal cannot be seen, availability wins
+        await asyncio.sleep(0.3)
+        assert (await verifier.verify(issuer.token(user_id=9))).user_id == 9
+
+
+async def test_a_failed_readiness_fetch_does_not_delay_the_first_real_one(issuer):
+    """Streaming probes the JWKS at startup, often before auth is up: the first token
+    after auth came up must still fetch at once, not after JWKS_MIN_REFETCH_SECONDS."""
+    state = {"up": False}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        status = 200 if state["up"] else 503
+        body = json.dumps(issuer.jwks()).encode() if state["up"] else b"starting"
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with ServerThread(app) as server:
+        source = JwksKeySource(f"{server.url}/jwks", min_refetch_seconds=60)
+        with pytest.raises(httpx.HTTPStatusError):
+            await source.check()
+        state["up"] = True
+        verifier = TokenVerifier(source, issuer=issuer.issuer, audience=issuer.audience)
+        assert (await verifier.verify(issuer.token(user_id=4))).user_id == 4

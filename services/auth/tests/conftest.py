@@ -1,11 +1,16 @@
 """Fixtures for auth's tests: a migrated per-run database, the app with its real lifespan
 (PostgreSQL, Redis, NATS from the shared per-run fixtures), and helpers to read what the
-service wrote (users, outbox events) straight from its database."""
+service wrote: users straight from its database, events from the run's AUTH stream (where
+the mailer reads them; the outbox keeps a row only until it is published), their sealed
+links opened with the run's MAIL_TOKEN_KEY."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,12 +20,16 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from nats.js.errors import NotFoundError
 from sqlalchemy.engine import make_url
 
 from videoflix_auth.app import create_app
 from videoflix_auth.cli import MIGRATIONS
 from videoflix_auth.settings import AuthSettings
+from videoflix_shared.bus import EventBus
 from videoflix_shared.db import run_migrations
+from videoflix_shared.events import parse_event
+from videoflix_shared.sealing import SEALED_VERSION, Sealer
 
 PASSWORD = "Correct-Horse-42"
 
@@ -91,11 +100,68 @@ async def client(auth_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-class Db:
-    """Direct reads (and test-only tweaks) of auth's database."""
+class AuthStream:
+    """Everything published to the run's AUTH stream, read back message by message (as the
+    mailer gets it) with sealed links opened: (unprefixed subject, payload in clear)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.sealer = Sealer.from_text(env["MAIL_TOKEN_KEY"])
+        self.read: list[tuple[str, dict[str, Any]]] = []
+        self.next_sequence = 1
+
+    def events(self) -> list[tuple[str, dict[str, Any]]]:
+        # Sync callers inside the test's event loop: read on a thread with its own loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, self._read_new()).result(timeout=30)
+        return self.read
+
+    def open(self, subject: str, data: bytes | dict[str, Any]) -> dict[str, Any]:
+        """A stored event (bytes or a JSON row) with its links opened, as a JSON payload."""
+        raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+        event = parse_event(subject, raw)
+        if event.version == SEALED_VERSION:
+            event = self.sealer.open(event)
+        return event.model_dump(mode="json")
+
+    async def _read_new(self) -> None:
+        bus = EventBus(
+            url=self.env["NATS_URL"],
+            subject_prefix=self.env["NATS_SUBJECT_PREFIX"],
+            stream_prefix=self.env["NATS_STREAM_PREFIX"],
+        )
+        await bus.connect(wait=False)
+        try:
+            for subject, data in await raw_stream_messages(bus, "AUTH", self.next_sequence):
+                with contextlib.suppress(ValueError):  # other suites' junk, if any
+                    self.read.append((subject, self.open(subject, data)))
+            info = await bus.js.stream_info(bus.stream("AUTH"))
+            self.next_sequence = max(self.next_sequence, info.state.last_seq + 1)
+        finally:
+            await bus.close()
+
+
+async def raw_stream_messages(
+    bus: EventBus, stream: str, first_sequence: int = 1
+) -> list[tuple[str, bytes]]:
+    """(unprefixed subject, bytes as stored) of every message of a stream from a sequence."""
+    assert bus.js is not None
+    name = bus.stream(stream)
+    info = await bus.js.stream_info(name)
+    messages = []
+    for sequence in range(max(first_sequence, info.state.first_seq), info.state.last_seq + 1):
+        with contextlib.suppress(NotFoundError):  # deleted or expired
+            msg = await bus.js.get_msg(name, sequence)
+            messages.append((bus.unprefixed(msg.subject or ""), msg.data or b""))
+    return messages
+
+
+class Db:
+    """Direct reads (and test-only tweaks) of auth's database, and the events it published."""
+
+    def __init__(self, url: str, stream: AuthStream) -> None:
         self.url = url
+        self.stream = stream
         self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
@@ -115,13 +181,21 @@ class Db:
         )
 
     def events(self, subject: str, email: str) -> list[dict[str, Any]]:
-        rows = self.query(
-            "SELECT payload FROM outbox WHERE subject = %s AND payload->>'email' = %s "
-            "ORDER BY created_at",
-            subject,
-            email,
-        )
-        return [row[0] for row in rows]
+        """The payloads (links opened) of `subject` events for `email`, oldest first.
+
+        A committed event is in the AUTH stream or, until the relay has published it, still
+        in the outbox (this is sync code in the app's event loop: it cannot wait for the
+        relay), so both are read; an event in both (published, row not yet deleted) once."""
+        pending = [
+            (row_subject, self.stream.open(row_subject, payload))
+            for row_subject, payload in self.query("SELECT subject, payload FROM outbox")
+        ]
+        found = {
+            payload["event_id"]: payload
+            for published, payload in [*self.stream.events(), *pending]
+            if published == subject and payload.get("email") == email
+        }
+        return sorted(found.values(), key=lambda payload: payload["occurred_at"])
 
     def count(self, table: str) -> int:
         assert table in ("users", "outbox", "link_tokens", "refresh_tokens")
@@ -129,18 +203,25 @@ class Db:
 
 
 @pytest.fixture(scope="session")
-def db(auth_database_url: str) -> Db:
-    return Db(auth_database_url)
+def auth_stream(common_env: dict[str, str]) -> AuthStream:
+    return AuthStream(common_env)
 
 
 @pytest.fixture(scope="session")
-def make_auth_database(make_database: Callable[[str], str]) -> Callable[[str], Db]:
+def db(auth_database_url: str, auth_stream: AuthStream) -> Db:
+    return Db(auth_database_url, auth_stream)
+
+
+@pytest.fixture(scope="session")
+def make_auth_database(
+    make_database: Callable[[str], str], auth_stream: AuthStream
+) -> Callable[[str], Db]:
     """Factory: another migrated auth database (dropped after the run)."""
 
     def factory(name: str) -> Db:
         url = make_database(name)
         run_migrations(url, MIGRATIONS)
-        return Db(url)
+        return Db(url, auth_stream)
 
     return factory
 

@@ -27,7 +27,8 @@ from videoflix_mailer.settings import MailerSettings
 from videoflix_mailer.sink import MailboxHandler, start_smtp_server
 from videoflix_shared.app import create_app
 from videoflix_shared.bus import EventBus
-from videoflix_shared.events import UserRegistered, utcnow
+from videoflix_shared.events import Event, UserRegistered, utcnow
+from videoflix_shared.sealing import Sealer
 from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
 
 _test_numbers = itertools.count(1)
@@ -71,10 +72,27 @@ def settings(mail_env: dict[str, str]) -> MailerSettings:
     return MailerSettings(**mail_env)
 
 
+class SealingBus(EventBus):
+    """Publishes events the way auth does: links sealed with the test's MAIL_TOKEN_KEY."""
+
+    def __init__(self, *, sealer: Sealer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sealer = sealer
+
+    def sealed_json(self, event: Event) -> bytes:
+        return self.sealer.seal(event).model_dump_json().encode()
+
+    async def publish(self, event: Event, *, timeout: float = 5) -> None:
+        await self.publish_raw(
+            event.subject, self.sealed_json(event), msg_id=str(event.event_id), timeout=timeout
+        )
+
+
 @pytest.fixture
-async def bus(settings: MailerSettings) -> AsyncIterator[EventBus]:
-    """Publishes into this test's streams; deletes them afterwards."""
-    event_bus = EventBus(
+async def bus(settings: MailerSettings) -> AsyncIterator[SealingBus]:
+    """Publishes into this test's streams (sealed, like auth); deletes them afterwards."""
+    event_bus = SealingBus(
+        sealer=Sealer.from_text(settings.mail_token_key),
         url=NATS_URL,
         subject_prefix=settings.nats_subject_prefix,
         stream_prefix=settings.nats_stream_prefix,
@@ -120,14 +138,14 @@ async def smtp(settings: MailerSettings, mailbox: Mailbox) -> AsyncIterator[Smtp
 @pytest.fixture
 async def start_mailer(
     settings: MailerSettings,
-) -> AsyncIterator[Callable[[], asyncio.Task[None]]]:
+) -> AsyncIterator[Callable[..., asyncio.Task[None]]]:
     """Starts in-process mailer consumers (the production `run_consumer`) on this test's
-    settings; each is stopped and awaited at the end."""
+    settings (or others given); each is stopped and awaited at the end."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    def start() -> asyncio.Task[None]:
+    def start(custom: MailerSettings | None = None) -> asyncio.Task[None]:
         stop = asyncio.Event()
-        app = create_app(service="mailer-consume", settings=settings)
+        app = create_app(service="mailer-consume", settings=custom or settings)
         task = asyncio.create_task(run_consumer(app, stop))
         running.append((stop, task))
         return task

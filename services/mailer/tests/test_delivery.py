@@ -59,7 +59,7 @@ async def test_same_event_delivered_twice_sends_one_email(bus, smtp, mailbox, st
     await smtp.start()
     start_mailer()
     event = user_registered("twice@example.com")
-    payload = event.model_dump_json().encode()
+    payload = bus.sealed_json(event)
     # Two stream messages with the same event id (distinct JetStream message ids, so the
     # stream's own duplicate window does not hide the second one from the mailer).
     await bus.publish_raw(event.subject, payload, msg_id=f"{event.event_id}-a")

@@ -75,7 +75,7 @@ async def test_two_mailer_processes_on_one_stream_send_every_email_once(
             await bus.publish(event)
         for event in events[:10]:  # redelivered copies of a third of them, as after a crash
             await bus.publish_raw(
-                event.subject, event.model_dump_json().encode(), msg_id=f"{event.event_id}-again"
+                event.subject, bus.sealed_json(event), msg_id=f"{event.event_id}-again"
             )
 
         await wait_for_messages(mailbox, "viewer29@example.com", timeout=30)

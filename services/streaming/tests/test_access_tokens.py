@@ -13,6 +13,7 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from videoflix_shared.settings import CommonSettings
 from videoflix_shared.testing.plugin import wait_until
 from videoflix_shared.testing.tokens import TestTokenIssuer
 
@@ -69,7 +70,7 @@ def bad_tokens(issuer: TestTokenIssuer) -> dict[str, str]:
         "alg HS256 keyed with the public key": f"{hs256_body}.{b64url(hs256)}",
         "tampered payload": f"{header}.{b64url(json.dumps(tampered_claims).encode())}.{signature}",
         "truncated signature": valid[:-10],
-        "expired": issuer.token(ttl=-30),
+        "expired": issuer.token(ttl=-120),
         "wrong issuer": issuer.token(iss="someone-else"),
         "wrong audience": issuer.token(aud="another-app"),
         "missing jti": _signed(issuer, claims_of(issuer, jti=None)),
@@ -139,10 +140,12 @@ def test_bearer_takes_precedence_over_the_cookie(client, token_issuer):
 
 
 def test_verified_token_stops_working_when_it_expires(client, token_issuer):
-    token = token_issuer.token(ttl=1)
+    # Expired 29 s ago: accepted for one more second within the tolerated clock skew.
+    leeway = int(CommonSettings.model_fields["jwt_leeway_seconds"].default)
+    token = token_issuer.token(ttl=1 - leeway)
     headers = {"Cookie": f"access_token={token}"}
     assert client.get(PROTECTED[2], headers=headers).status_code == 200
-    # Verified tokens are cached, but never past their expiry.
+    # Verified tokens are cached, but never past their expiry (plus the leeway).
     wait_until(
         lambda: client.get(PROTECTED[2], headers=headers).status_code == 401,
         timeout=5,

@@ -41,7 +41,7 @@ class Principal:
     redis_channels: tuple[str, ...] = ()  # Pub/Sub channel patterns, the same way
     redis_extra: tuple[str, ...] = ()  # ACL rules beyond the common ones
     database: str | None = None  # "auth" / "catalog": it owns that service's database
-    secrets: tuple[str, ...] = ()  # secret environment variables only this process gets
+    secrets: tuple[str, ...] = ()  # secret environment variables only these processes get
 
     @property
     def uses_nats(self) -> bool:
@@ -67,6 +67,8 @@ _ARQ_KEYS = (
     "{p}transcoder:*",
 )
 _LUA = ("+eval", "+evalsha", "+script|load", "+script|exists")
+# the key sealing the links of mail events (videoflix_shared.sealing): auth and mailer only
+MAIL_TOKEN_SECRETS = ("MAIL_TOKEN_KEY", "MAIL_TOKEN_KEYS_PREVIOUS")
 
 PRINCIPALS: tuple[Principal, ...] = (
     Principal(
@@ -74,7 +76,7 @@ PRINCIPALS: tuple[Principal, ...] = (
         owns=("AUTH",),
         redis_keys=("{p}auth:*",),
         database="auth",
-        secrets=("ADMIN_EMAIL", "ADMIN_PASSWORD"),
+        secrets=("ADMIN_EMAIL", "ADMIN_PASSWORD", *MAIL_TOKEN_SECRETS),
     ),
     Principal(
         "catalog",
@@ -107,7 +109,7 @@ PRINCIPALS: tuple[Principal, ...] = (
         reads=(Reads("AUTH", "mailer"),),
         redis_keys=("{p}mailer:*",),
         redis_extra=_LUA,
-        secrets=("SMTP_USER", "SMTP_PASSWORD"),
+        secrets=("SMTP_USER", "SMTP_PASSWORD", *MAIL_TOKEN_SECRETS),
     ),
 )
 BY_NAME: dict[str, Principal] = {p.name: p for p in PRINCIPALS}

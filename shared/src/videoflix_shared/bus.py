@@ -5,6 +5,12 @@ A bus made for a principal of `videoflix_shared.access` (every service's is) log
 its NATS user, provisions only the streams that principal owns (its user may touch no
 other), and receives replies on the principal's private inbox prefix.
 
+Retention: a stream keeps a message `max_age` seconds: the AUTH stream (mail events, links
+that expire) 6 hours unless its owner says otherwise (auth: `AUTH_STREAM_MAX_AGE_SECONDS`),
+the others 14 days. Provisioning
+updates an existing stream whose configuration differs, so a changed retention applies at
+the owner's next start.
+
 A consumer's handler acknowledges each message itself (`ack`, `nak(delay=...)`, `term`);
 a handler that raises gets the message redelivered after `retry_delay` seconds.
 """
@@ -30,6 +36,9 @@ from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_AGE_SECONDS = 14 * 24 * 3600
+AUTH_STREAM_MAX_AGE_SECONDS = 6 * 3600
+
 MessageHandler = Callable[[Msg, str], Awaitable[None]]  # (message, unprefixed subject)
 
 
@@ -43,8 +52,10 @@ class EventBus:
         principal: str | None = None,
         user: str = "",
         password: str = "",
+        max_age: dict[str, float] | None = None,
     ) -> None:
-        """`principal` None (tests, tools): provisions every stream, shared inbox prefix."""
+        """`principal` None (tests, tools): provisions every stream, shared inbox prefix.
+        `max_age`: retention in seconds per (unprefixed) stream name, overriding the defaults."""
         self.url = url
         self.subject_prefix = subject_prefix
         self.stream_prefix = stream_prefix
@@ -52,11 +63,18 @@ class EventBus:
         self.owned_streams = principal_streams(principal)
         self.user = user
         self.password = password
+        self.max_age = {"AUTH": AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings, *, principal: str | None = None) -> EventBus:
+    def from_settings(
+        cls,
+        settings: CommonSettings,
+        *,
+        principal: str | None = None,
+        max_age: dict[str, float] | None = None,
+    ) -> EventBus:
         return cls(
             url=settings.nats_url,
             subject_prefix=settings.nats_subject_prefix,
@@ -64,6 +82,7 @@ class EventBus:
             principal=principal,
             user=settings.nats_user,
             password=settings.nats_password,
+            max_age=max_age,
         )
 
     # -- naming -----------------------------------------------------------------------------
@@ -128,7 +147,7 @@ class EventBus:
                 subjects=[self.subject(subjects)],
                 storage=StorageType.FILE,
                 duplicate_window=120,
-                max_age=0 if state else 14 * 24 * 3600,
+                max_age=0 if state else self.max_age.get(name, DEFAULT_MAX_AGE_SECONDS),
                 max_msgs_per_subject=1 if state else -1,
             )
             try:

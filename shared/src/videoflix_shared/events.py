@@ -38,6 +38,8 @@ class Event(BaseModel):
 
 
 # --- auth: what the mailer needs to write each email ------------------------------------
+# Every `*_url` field of these travels sealed for the mailer (videoflix_shared.sealing):
+# a link field added later is sealed too, by its name.
 
 
 class UserRegistered(Event):

@@ -2,12 +2,19 @@
 
 Service code calls `add_event(session, event)` inside the transaction that changes state.
 `OutboxRelay` (started in the service's lifespan) publishes pending rows to JetStream with
-the event id as message id and marks them published; when NATS is down rows simply wait.
-Several relays (several replicas) can run at once, but only one publishes at a time (a
-transaction-scoped advisory lock per database): rows leave in the order they were
-created, so two events about the same thing (publish, then unpublish a video) never
-overtake each other, which a consumer keeping only the last message per subject (the
-ACCESS stream) relies on. A relay that finds the lock taken tries again on its next poll.
+the event id as message id and deletes each row once JetStream has stored it (a row is a
+copy of an event, and a mail event's copy would otherwise keep its sealed link around for
+no use); when NATS is down rows simply wait. Several relays (several replicas) can run at
+once, but only one publishes at a time (a transaction-scoped advisory lock per database):
+rows leave in the order they were created, so two events about the same thing (publish,
+then unpublish a video) never overtake each other, which a consumer keeping only the last
+message per subject (the ACCESS stream) relies on. A relay that finds the lock taken tries
+again on its next poll.
+
+Mail events are sealed before they are stored (`videoflix_shared.sealing`): a session that
+stages one must carry the process's sealer in `session.info["outbox_sealer"]` (configured
+on the session factory; None only where no key is configured outside production). A
+session without that entry refuses such an event instead of storing its token in clear.
 
 Each service's models import `OutboxMessage` into their metadata so Alembic migrates the
 `outbox` table into that service's own database.
@@ -20,7 +27,7 @@ import contextlib
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import DateTime, Index, Integer, String, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
@@ -30,6 +37,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import Base
 from videoflix_shared.events import Event, utcnow
+from videoflix_shared.sealing import sealed_fields
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,7 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(200))  # unprefixed
     payload: Mapped[dict] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Rows are deleted once published; set only on rows an older relay left behind.
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -54,6 +63,15 @@ class OutboxMessage(Base):
 
 def add_event(session: AsyncSession, event: Event) -> None:
     """Stage `event` in the caller's transaction; it is published only if that commits."""
+    if sealed_fields(event):
+        if "outbox_sealer" not in session.info:
+            raise RuntimeError(
+                f"{event.subject} carries links: stage it in a session whose factory has "
+                "info['outbox_sealer'] (videoflix_shared.sealing)"
+            )
+        sealer = session.info["outbox_sealer"]
+        if sealer is not None:
+            event = sealer.seal(event)
     session.add(
         OutboxMessage(
             id=event.event_id,
@@ -76,13 +94,11 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         poll_interval: float = 0.5,
-        keep_published: timedelta = timedelta(days=1),
     ) -> None:
         self.session_factory = session_factory
         self.bus = bus
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.keep_published = keep_published
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -97,7 +113,7 @@ class OutboxRelay:
             await self._task
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows were published."""
+        """Publish one batch, deleting each row JetStream stored; returns how many."""
         published = 0
         async with self.session_factory() as session, session.begin():
             if not await session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))):
@@ -122,29 +138,28 @@ class OutboxRelay:
                         "outbox: publishing %s %s failed (%s); will retry", row.subject, row.id, exc
                     )
                     break
-                row.published_at = utcnow()
+                await session.delete(row)
                 published += 1
         return published
 
     async def purge_published(self) -> None:
+        """Delete rows an older relay marked published and kept (once, at start)."""
         async with self.session_factory() as session, session.begin():
             await session.execute(
-                delete(OutboxMessage).where(
-                    OutboxMessage.published_at < utcnow() - self.keep_published
-                )
+                delete(OutboxMessage).where(OutboxMessage.published_at.is_not(None))
             )
 
     async def _run(self) -> None:
         backoff = self.poll_interval
-        cycles = 0
+        purged = False
         while not self._stop.is_set():
             self.wake.clear()
             try:
+                if not purged:
+                    await self.purge_published()
+                    purged = True
                 n = await self.publish_pending()
                 backoff = self.poll_interval
-                cycles += 1
-                if cycles % 7200 == 0:
-                    await self.purge_published()
                 if n == self.batch_size:
                     continue  # more waiting
             except Exception as exc:

@@ -1,10 +1,15 @@
 """Access-token verification for every service, and the FastAPI auth dependencies.
 
 Tokens are RS256 JWTs issued by the auth service. The verifier accepts only RS256, only a
-`kid` it knows, the configured `iss` and `aud`, and an unexpired `exp`. Public keys come
-from auth's JWKS endpoint, cached: an unknown `kid` triggers a refetch (at most every
-`JWKS_MIN_REFETCH_SECONDS`), and cached keys keep working while auth is down.
-Verified tokens are cached until they expire, so a hot path verifies each token once.
+`kid` it knows, the configured `iss` and `aud`, and an unexpired `exp`; `exp`, `iat` and
+`nbf` are checked with `JWT_LEEWAY_SECONDS` of tolerance for clocks that differ a little.
+Public keys come from auth's JWKS endpoint, cached: an unknown `kid` triggers a refetch (at
+most every `JWKS_MIN_REFETCH_SECONDS`), and the whole set is fetched again once it is
+`JWKS_MAX_AGE_SECONDS` old, so a key auth removed from its JWKS stops being trusted within
+that bound. While auth is unreachable the keys held keep working (a removal cannot be seen
+then); a refetch is tried again every `JWKS_MIN_REFETCH_SECONDS`.
+Verified tokens are cached until they expire or the key set they were checked against is
+due for a refetch, whichever comes first, so a hot path verifies each token once.
 
 Browser clients authenticate with the `access_token` cookie and must echo the readable
 `csrftoken` cookie as `X-CSRFToken` on unsafe methods; API clients send
@@ -55,6 +60,10 @@ class Principal:
 class KeySource(Protocol):
     async def get_key(self, kid: str) -> Any | None: ...
 
+    def trusted_until(self) -> float:
+        """time.monotonic() after which the keys held must be fetched again."""
+        ...
+
 
 class StaticKeySource:
     """Keys known in-process (the auth service verifies with its own public keys)."""
@@ -64,6 +73,9 @@ class StaticKeySource:
 
     async def get_key(self, kid: str) -> Any | None:
         return self.keys.get(kid)
+
+    def trusted_until(self) -> float:
+        return float("inf")
 
 
 def keys_from_jwks(document: dict[str, Any]) -> dict[str, Any]:
@@ -75,59 +87,98 @@ def keys_from_jwks(document: dict[str, Any]) -> dict[str, Any]:
 
 
 class JwksKeySource:
+    """Auth's public keys from its JWKS: fetched for an unknown kid (at most every
+    `min_refetch_seconds`) and again once the set is `max_age_seconds` old."""
+
     def __init__(
-        self, url: str, *, min_refetch_seconds: float = 30.0, timeout: float = 3.0
+        self,
+        url: str,
+        *,
+        min_refetch_seconds: float = 30.0,
+        max_age_seconds: float = 300.0,
+        timeout: float = 3.0,
     ) -> None:
         self.url = url
         self.min_refetch_seconds = min_refetch_seconds
+        self.max_age_seconds = max_age_seconds
         self.timeout = timeout
         self.keys: dict[str, Any] = {}
-        self._last_fetch = float("-inf")
+        self._last_fetch = float("-inf")  # last attempt, successful or not
+        self._fresh_until = float("-inf")  # the keys held need no refetch before this
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> JwksKeySource:
+        return cls(
+            settings.jwks_url,
+            min_refetch_seconds=settings.jwks_min_refetch_seconds,
+            max_age_seconds=settings.jwks_max_age_seconds,
+        )
+
+    def trusted_until(self) -> float:
+        return self._fresh_until
 
     async def refresh(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             response = await client.get(self.url)
             response.raise_for_status()
             self.keys = keys_from_jwks(response.json())
+        self._fresh_until = time.monotonic() + self.max_age_seconds
 
     async def get_key(self, kid: str) -> Any | None:
-        key = self.keys.get(kid)
-        if key is not None:
-            return key
+        if time.monotonic() < self._fresh_until and kid in self.keys:
+            return self.keys[kid]
         async with self._lock:
-            if kid in self.keys:
+            now = time.monotonic()
+            stale = now >= self._fresh_until
+            if not stale and kid in self.keys:
                 return self.keys[kid]
-            if time.monotonic() - self._last_fetch < self.min_refetch_seconds:
-                return None
-            self._last_fetch = time.monotonic()
-            try:
-                await self.refresh()
-            except Exception as exc:  # auth down: keep the keys we have
-                logger.warning("JWKS fetch from %s failed: %s", self.url, exc)
+            if now - self._last_fetch >= self.min_refetch_seconds:
+                self._last_fetch = now
+                try:
+                    await self.refresh()
+                except Exception as exc:  # auth down: keep the keys we have, retry later
+                    logger.warning("JWKS fetch from %s failed: %s", self.url, exc)
+                    if stale:
+                        self._fresh_until = now + self.min_refetch_seconds
             return self.keys.get(kid)
 
     async def check(self) -> None:
         """Readiness: we hold at least one key (fetching once if needed)."""
         if not self.keys:
-            await self.refresh()
+            await self.refresh()  # a failure here (auth not up yet) must not delay get_key's
             self._last_fetch = time.monotonic()
 
 
 class TokenVerifier:
     def __init__(
-        self, keys: KeySource, *, issuer: str, audience: str, cache_size: int = 10_000
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: float = 30.0,
+        cache_size: int = 10_000,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self.leeway_seconds = leeway_seconds
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        # token -> (principal, time.monotonic() until which its key may be trusted unchecked)
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def cached(self, token: str) -> Principal | None:
-        """The principal of a token verified before and not yet expired (no await: hot path)."""
-        principal = self._cache.get(token)
-        if principal is not None and principal.expires_at > time.time():
+        """The principal of a token verified before, not yet expired, whose key set is not
+        due for a refetch (no await: hot path)."""
+        entry = self._cache.get(token)
+        if entry is None:
+            return None
+        principal, key_trusted_until = entry
+        if (
+            principal.expires_at + self.leeway_seconds > time.time()
+            and time.monotonic() < key_trusted_until
+        ):
             return principal
         return None
 
@@ -154,6 +205,7 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
+                leeway=self.leeway_seconds,
                 options={"require": REQUIRED_CLAIMS},
             )
             principal = Principal(
@@ -165,10 +217,15 @@ class TokenVerifier:
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc
-        self._cache[token] = principal
+        self._cache[token] = (principal, _trusted_until(self.keys))
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return principal
+
+
+def _trusted_until(keys: KeySource) -> float:
+    trusted_until = getattr(keys, "trusted_until", None)  # key sources of tests may lack it
+    return trusted_until() if trusted_until is not None else float("inf")
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -47,6 +47,11 @@ class CommonSettings(BaseSettings):
     jwt_audience: str = Field("videoflix", alias="JWT_AUDIENCE")
     jwks_url: str = Field("http://127.0.0.1:8001/.well-known/jwks.json", alias="JWKS_URL")
     jwks_min_refetch_seconds: float = Field(30.0, alias="JWKS_MIN_REFETCH_SECONDS")
+    # Keys fetched from the JWKS are trusted this long, then fetched again: a key removed
+    # from auth's JWKS stops being accepted within it (verified-token cache included).
+    jwks_max_age_seconds: float = Field(300.0, gt=0, alias="JWKS_MAX_AGE_SECONDS")
+    # Tolerated clock difference with auth on exp / iat / nbf.
+    jwt_leeway_seconds: float = Field(30.0, ge=0, alias="JWT_LEEWAY_SECONDS")
 
     public_base_url: str = Field("http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     frontend_url: str = Field("http://127.0.0.1:5500", alias="FRONTEND_URL")

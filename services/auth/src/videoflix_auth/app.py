@@ -29,6 +29,7 @@ from videoflix_shared.db import check_database, create_engine, create_session_fa
 from videoflix_shared.logs import configure_logging
 from videoflix_shared.outbox import OutboxRelay
 from videoflix_shared.redis import create_redis
+from videoflix_shared.sealing import sealer_from_settings
 from videoflix_shared.security import StaticKeySource, TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         problem = admin_configuration_problem(settings)
         if problem and settings.is_production:
             raise RuntimeError(problem)
+        sealer = sealer_from_settings(  # production refuses to start without MAIL_TOKEN_KEY
+            settings.mail_token_key,
+            settings.mail_token_keys_previous,
+            required=settings.is_production,
+            service="auth",
+        )
+        if sealer is None:
+            logger.warning("MAIL_TOKEN_KEY is not set: mail events carry their links in clear")
         keys = load_key_set(settings.keys_dir, generate_if_missing=not settings.is_production)
         engine = create_engine(
             settings.database_url,
@@ -68,8 +77,12 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         )
         session_factory = create_session_factory(engine)
         redis = create_redis(settings)
-        bus = EventBus.from_settings(settings, principal="auth")
+        bus = EventBus.from_settings(
+            settings, principal="auth", max_age={"AUTH": settings.stream_max_age_seconds}
+        )
         relay = OutboxRelay(session_factory, bus)
+        # Mail events are sealed as they enter the outbox (only auth and mailer hold the key).
+        session_factory.configure(info={"outbox_sealer": sealer})
         service = AuthService(
             settings=settings,
             hasher=PasswordHasher.from_settings(settings),
@@ -83,6 +96,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             StaticKeySource(keys.public_keys()),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
         )
         app.state.auth_service = service
         app.state.event_bus = bus

@@ -27,6 +27,14 @@ class AuthSettings(CommonSettings):
     activation_ttl_seconds: int = Field(24 * 3600, gt=0, alias="AUTH_ACTIVATION_TTL_SECONDS")
     password_reset_ttl_seconds: int = Field(3600, gt=0, alias="AUTH_PASSWORD_RESET_TTL_SECONDS")
 
+    # Seals the links of mail events for the mailer (videoflix_shared.sealing); required in
+    # production. PREVIOUS: comma-separated older keys, still opened during a rotation.
+    mail_token_key: str = Field("", alias="MAIL_TOKEN_KEY")
+    mail_token_keys_previous: str = Field("", alias="MAIL_TOKEN_KEYS_PREVIOUS")
+    # How long the AUTH stream keeps mail events: an email not sent by then is stale (its
+    # links expire) and its sealed link should rest nowhere longer.
+    stream_max_age_seconds: float = Field(6 * 3600, gt=0, alias="AUTH_STREAM_MAX_AGE_SECONDS")
+
     admin_email: str = Field("", alias="ADMIN_EMAIL")
     admin_password: str = Field("", alias="ADMIN_PASSWORD")
 

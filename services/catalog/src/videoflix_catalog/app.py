@@ -50,9 +50,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url)
         session_factory = create_session_factory(engine)
         redis = create_redis(settings)
-        keys = JwksKeySource(
-            settings.jwks_url, min_refetch_seconds=settings.jwks_min_refetch_seconds
-        )
+        keys = JwksKeySource.from_settings(settings)
         bus = EventBus.from_settings(settings, principal="catalog")
         relay = OutboxRelay(session_factory, bus)
         # add_event() wakes the relay so uploads go out without waiting for its next poll.
@@ -66,7 +64,10 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         app.state.bus = bus
         app.state.access_backfilled = asyncio.Event()  # set once the start-up backfill is staged
         app.state.token_verifier = TokenVerifier(
-            keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            keys,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
         )
         register_readiness_check(app, "database", lambda: check_database(engine))
         register_readiness_check(app, "redis", lambda: check_redis(redis))

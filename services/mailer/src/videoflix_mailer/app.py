@@ -29,12 +29,23 @@ from videoflix_mailer.smtp import SmtpSender
 from videoflix_shared.app import register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.redis import check_redis, create_redis
+from videoflix_shared.sealing import sealer_from_settings
 
 logger = logging.getLogger(__name__)
 
 
 def build_mailer(settings: MailerSettings, redis: Redis) -> Mailer:
+    """Raises MissingMailTokenKey in production without MAIL_TOKEN_KEY."""
+    sealer = sealer_from_settings(
+        settings.mail_token_key,
+        settings.mail_token_keys_previous,
+        required=settings.is_production,
+        service="mailer",
+    )
+    if sealer is None:
+        logger.warning("MAIL_TOKEN_KEY is not set: only mail events with links in clear work")
     return Mailer(
+        sealer=sealer,
         renderer=EmailRenderer(sender=settings.smtp_sender),
         sender=SmtpSender(settings),
         ledger=DeliveryLedger(

@@ -3,8 +3,12 @@
 `Mailer.handle` decides, without knowing about NATS, whether a delivery is acknowledged
 (sent now, or sent before), retried later with exponential backoff (SMTP or Redis
 unreachable, a 4xx, another instance busy with it) or dropped after being recorded as a
-dead letter (malformed, refused with a 5xx, or failing for longer than the give-up window).
-Nothing is dropped unless its dead letter is stored: when Redis is down it is retried.
+dead letter (malformed, its sealed links do not open, refused with a 5xx, or failing for
+longer than the give-up window). Nothing is dropped unless its dead letter is stored: when
+Redis is down it is retried.
+
+Links arrive sealed (`videoflix_shared.sealing`); they are opened only to render the email.
+Dead letters keep the message as received, sealed.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from videoflix_mailer.ledger import ClaimResult, DeliveryLedger
 from videoflix_mailer.smtp import DeliveryError, SmtpSender
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import Event, parse_event
+from videoflix_shared.sealing import SEALED_VERSION, Sealer, SealingError, sealed_fields
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_EVENT_VERSION = 1
+SUPPORTED_EVENT_VERSIONS = (1, SEALED_VERSION)  # 1: links in clear (development only)
 REDIS_ERRORS = (RedisError, OSError)
 
 EMAILS = Counter(
@@ -89,10 +94,27 @@ def read_mail_event(subject: str, data: bytes) -> Event:
         event = parse_event(subject, data)
     except ValueError as exc:
         raise MalformedEvent(f"invalid {subject} payload: {exc}"[:2000]) from exc
-    if event.version != SUPPORTED_EVENT_VERSION:
+    if event.version not in SUPPORTED_EVENT_VERSIONS:
         raise MalformedEvent(
             f"{subject} version {event.version} is not supported "
-            f"(this mailer reads version {SUPPORTED_EVENT_VERSION})"
+            f"(this mailer reads versions {', '.join(map(str, SUPPORTED_EVENT_VERSIONS))})"
+        )
+    return event
+
+
+def open_mail_event(event: Event, sealer: Sealer | None) -> Event:
+    """The event with its links in clear, for rendering; raises SealingError with a reason.
+
+    A mailer holding a key mails only sealed links: a link in clear did not come from auth
+    (which seals whenever it has the key), so it may be forged and is never sent."""
+    if event.version == SEALED_VERSION:
+        if sealer is None:
+            raise SealingError("its links are sealed, but this mailer has no MAIL_TOKEN_KEY")
+        return sealer.open(event)
+    if sealer is not None and sealed_fields(event):
+        raise SealingError(
+            "its links are in clear, but this mailer holds MAIL_TOKEN_KEY and mails only "
+            "links auth sealed (forged, or published by an auth without the key)"
         )
     return event
 
@@ -106,7 +128,9 @@ class Mailer:
         ledger: DeliveryLedger,
         dead_letters: DeadLetterStore,
         retry: RetryPolicy,
+        sealer: Sealer | None = None,
     ) -> None:
+        self.sealer = sealer
         self.renderer = renderer
         self.sender = sender
         self.ledger = ledger
@@ -134,6 +158,12 @@ class Mailer:
         except MalformedEvent as exc:
             return await self._dead_letter(delivery, kind="malformed", reason=str(exc))
         event_id = str(event.event_id)
+        try:
+            clear = open_mail_event(event, self.sealer)
+        except SealingError as exc:
+            return await self._dead_letter(
+                delivery, kind="unsealable", reason=f"sealed links: {exc}", event=event
+            )
 
         try:
             claim, token = await self.ledger.claim(event_id)
@@ -146,7 +176,7 @@ class Mailer:
             return Outcome(Verdict.ACK)
         if claim is ClaimResult.BUSY:
             return self._retry(delivery, f"event {event_id} is being sent by another instance")
-        return await self._send_claimed(delivery, event, token, keep_alive)
+        return await self._send_claimed(delivery, clear, token, keep_alive)
 
     async def _send_claimed(
         self,

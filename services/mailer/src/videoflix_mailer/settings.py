@@ -26,12 +26,16 @@ class MailerSettings(CommonSettings):
     smtp_timeout_seconds: float = Field(10.0, alias="SMTP_TIMEOUT_SECONDS", gt=0)
     smtp_sender: str = Field("Videoflix <noreply@videoflix.local>", alias="SMTP_SENDER")
 
+    # --- sealed links (videoflix_shared.sealing): the key auth seals them with ------------
+    mail_token_key: str = Field("", alias="MAIL_TOKEN_KEY")  # required in production
+    mail_token_keys_previous: str = Field("", alias="MAIL_TOKEN_KEYS_PREVIOUS")
+
     # --- delivery policy ------------------------------------------------------------------
     retry_base_seconds: float = Field(2.0, alias="MAILER_RETRY_BASE_SECONDS", gt=0)
     retry_max_seconds: float = Field(300.0, alias="MAILER_RETRY_MAX_SECONDS", gt=0)
     # A transiently failing email is retried this long after its event was published, then
-    # parked as a dead letter (replayable) instead of being retried until the stream expires.
-    retry_give_up_seconds: float = Field(86400.0, alias="MAILER_RETRY_GIVE_UP_SECONDS", gt=0)
+    # parked as a dead letter (replayable) before the AUTH stream drops it (6 h retention).
+    retry_give_up_seconds: float = Field(5 * 3600.0, alias="MAILER_RETRY_GIVE_UP_SECONDS", gt=0)
     # How long one mailer may hold an event it is sending before another may take it over.
     claim_seconds: float = Field(120.0, alias="MAILER_CLAIM_SECONDS", gt=0)
     # How long "this event id was sent" is remembered (longer than the stream keeps events).

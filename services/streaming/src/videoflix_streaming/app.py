@@ -77,10 +77,13 @@ def create_app(settings: StreamingSettings | None = None) -> HlsEndpoint:
     settings = settings or StreamingSettings()
     configure_logging("streaming", level=settings.log_level, fmt=settings.log_format)
     service_app = create_service_app(service="streaming", settings=settings, lifespan=lifespan)
-    key_source = JwksKeySource(
-        settings.jwks_url, min_refetch_seconds=settings.jwks_min_refetch_seconds
+    key_source = JwksKeySource.from_settings(settings)
+    verifier = TokenVerifier(
+        key_source,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
     )
-    verifier = TokenVerifier(key_source, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     library = MediaLibrary(
         media_root=settings.media_root,
         cache_seconds=settings.file_cache_seconds,

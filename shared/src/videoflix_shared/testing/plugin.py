@@ -23,6 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
+from videoflix_shared.sealing import new_key as new_mail_token_key
 from videoflix_shared.testing.tokens import TestTokenIssuer
 
 POSTGRES_URL = os.environ.get(
@@ -205,6 +206,8 @@ def common_env(
         "PUBLIC_BASE_URL": "http://testserver",
         "FRONTEND_URL": "http://127.0.0.1:5500",
         "CORS_ALLOWED_ORIGINS": "http://127.0.0.1:5500",
+        # the run's own key for sealing mail links (auth and mailer read it, others ignore it)
+        "MAIL_TOKEN_KEY": new_mail_token_key(),
     }
 
 
