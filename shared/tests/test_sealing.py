@@ -45,7 +45,11 @@ def test_every_link_field_of_a_mail_event_is_sealed_and_opens_again():
     notice = UserAlreadyRegistered(
         user_id=1, email="a@example.com", login_url="http://l/", password_reset_url="http://r/"
     )
-    assert sealed_fields(notice) == ("login_url", "password_reset_url")
+    assert set(sealed_fields(notice)) == {"login_url", "password_reset_url", "activation_url"}
+    assert sealer.seal(notice).activation_url is None  # an active account's notice: no link
+    attempt = notice.model_copy(update={"activation_url": "http://a/?token=t"})
+    assert sealer.open(sealer.seal(attempt)).activation_url == "http://a/?token=t"
+    assert "token=t" not in sealer.seal(attempt).model_dump_json()
     assert sealed_fields(registered()) == ("activation_url",)
     sealed = sealer.seal(registered())
     assert sealed.version == SEALED_VERSION

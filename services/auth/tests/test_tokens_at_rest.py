@@ -187,7 +187,13 @@ async def test_tokens_rest_in_clear_only_in_the_mailbox(api, db, mailer, common_
 
 
 async def test_auth_refuses_to_start_in_production_without_a_mail_token_key(make_settings):
-    app = create_app(make_settings(ENVIRONMENT="production", MAIL_TOKEN_KEY=""))
+    settings = make_settings(
+        ENVIRONMENT="production",
+        MAIL_TOKEN_KEY="",
+        ADMIN_EMAIL="admin@example.com",
+        ADMIN_PASSWORD="Production-Admin-2026",
+    )
+    app = create_app(settings)
     with pytest.raises(MissingMailTokenKey, match="MAIL_TOKEN_KEY"):
         async with running(app):
             pass
