@@ -6,7 +6,7 @@ Signs in as the admin (ADMIN_EMAIL / ADMIN_PASSWORD from the environment or `.en
 development admin `make up` generated in `<data dir>/dev-admin.json`), generates short clips
 with ffmpeg (test patterns of different sizes and shapes, with a tone; nothing is
 downloaded or committed), uploads each through `POST /api/admin/videos/upload/` exactly as
-the admin page does, publishes it, and waits until every one is listed by `GET /api/video/`,
+the admin page does (published as soon as it is transcoded), and waits until every one is listed by `GET /api/video/`,
 printing progress. Videos whose title is already in the catalog are skipped, so running it
 twice adds nothing.
 """
@@ -144,6 +144,7 @@ def upload(client: httpx.Client, sample: Sample, clip: Path) -> int:
                 "title": sample.title,
                 "description": sample.description,
                 "category": sample.category,
+                "publish_when_ready": "true",
             },
             files={"file": (clip.name, source, "video/mp4")},
             headers=csrf(client),
@@ -155,7 +156,7 @@ def upload(client: httpx.Client, sample: Sample, clip: Path) -> int:
 
 
 def wait_until_listed(client: httpx.Client, pending: dict[int, str]) -> None:
-    """Publish each video once it is ready; return when all are in the public list."""
+    """Show progress until every video (published by catalog once ready) is listed."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     last_line = ""
     while pending:
@@ -166,10 +167,6 @@ def wait_until_listed(client: httpx.Client, pending: dict[int, str]) -> None:
             video = client.get(f"/api/admin/videos/{video_id}/").json()
             if video["status"] == "failed":
                 raise SystemExit(f"demo | {title!r} failed: {video['failure_reason']}")
-            if video["status"] == "ready" and not video["published"]:
-                client.patch(
-                    f"/api/admin/videos/{video_id}/", json={"published": True}, headers=csrf(client)
-                )
             states.append(f"{title} {video['status']} {video['progress']:.0f}%")
         listed = {v["id"] for v in client.get("/api/video/").json()}
         for video_id in listed & set(pending):

@@ -218,16 +218,22 @@ class Catalog:
         category: str = "Drama",
         description: str = "A generated test pattern.",
         filename: str = "clip.mp4",
+        publish_when_ready: bool | None = False,
     ) -> httpx.Response:
+        """Upload as the admin page does; a draft unless `publish_when_ready` (None: the
+        form field left out, i.e. the server's default)."""
         source = self.clip if source is None else source
         content = source.read_bytes() if isinstance(source, Path) else source
+        fields = {
+            "title": title or unique_title(),
+            "description": description,
+            "category": category,
+        }
+        if publish_when_ready is not None:
+            fields["publish_when_ready"] = "true" if publish_when_ready else "false"
         return await (client or self.admin).post(
             "/api/admin/videos/upload/",
-            data={
-                "title": title or unique_title(),
-                "description": description,
-                "category": category,
-            },
+            data=fields,
             files={"file": (filename, content, "video/mp4")},
         )
 

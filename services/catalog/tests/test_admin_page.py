@@ -81,6 +81,8 @@ async def test_admin_uploads_a_clip_and_watches_it_become_ready(
                 video_id = int(await row.get_attribute("data-video-id"))
                 status = page.locator(f"#status-{video_id}")
                 await expect(status).to_have_attribute("data-status", "uploaded")
+                waiting = page.locator(f"#waiting-{video_id}")
+                await expect(waiting).to_contain_text("It publishes itself when ready.")
 
                 await catalog.bus.publish(
                     TranscodeProgress(video_id=video_id, generation=1, percent=40)
@@ -88,13 +90,20 @@ async def test_admin_uploads_a_clip_and_watches_it_become_ready(
                 await expect(status).to_have_attribute("data-status", "processing")
                 await expect(status).to_contain_text("40%")
 
+                await expect(waiting).to_contain_text("Transcoding to finish (40%)")
+
+                # "Publish when ready" is the form's default: ready means live, no extra step.
                 await catalog.bus.publish(catalog.completed_event(video_id))
                 await expect(status).to_have_attribute("data-status", "ready")
                 await expect(status).to_contain_text("Ready")
-
-                await row.locator(".publish-toggle").check()
-                await expect(page.locator(".toast").last).to_contain_text("Published.")
+                await expect(row.locator(".publish-toggle")).to_be_checked()
+                await expect(waiting).to_contain_text("Live: viewers see it.")
                 assert (await catalog.state(video_id))["published"] is True
+
+                await row.locator(".publish-toggle").uncheck()
+                await expect(page.locator(".toast").last).to_contain_text("Unpublished.")
+                await expect(waiting).to_contain_text("it is a draft")
+                assert (await catalog.state(video_id))["published"] is False
 
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(

@@ -115,6 +115,11 @@ UPLOAD_BODY = {
                             "type": "string",
                             "description": "Category id or name",
                         },
+                        "publish_when_ready": {
+                            "type": "boolean",
+                            "default": True,
+                            "description": "Publish the video once transcoded (false: a draft)",
+                        },
                     },
                 }
             }
@@ -182,6 +187,7 @@ async def upload_video(
 _TITLE = TypeAdapter(Title)
 _DESCRIPTION = TypeAdapter(Description)
 _CATEGORY = TypeAdapter(CategoryRef)
+_FLAG = TypeAdapter(bool)  # "true"/"false", "on"/"off", "1"/"0", "yes"/"no"
 
 
 async def _parse_metadata(
@@ -194,6 +200,7 @@ async def _parse_metadata(
         ("title", _TITLE, True),
         ("description", _DESCRIPTION, False),
         ("category", _CATEGORY, True),
+        ("publish_when_ready", _FLAG, False),
     ):
         if name not in fields:
             if required and not partial:
@@ -203,7 +210,7 @@ async def _parse_metadata(
             values[name] = adapter.validate_python(fields[name])
         except ValidationError as exc:
             errors[name] = [e["msg"] for e in exc.errors()]
-    unknown = set(fields) - {"title", "description", "category"}
+    unknown = set(fields) - {"title", "description", "category", "publish_when_ready"}
     if unknown:
         errors["detail"] = [f"Unexpected form field(s): {', '.join(sorted(unknown))}."]
     if not errors and "category" in values:
@@ -222,6 +229,7 @@ async def _parse_metadata(
         title=values["title"],  # type: ignore[arg-type]
         description=values.get("description", ""),  # type: ignore[arg-type]
         category=values["category"],  # type: ignore[arg-type]
+        publish_when_ready=values.get("publish_when_ready", True),  # type: ignore[arg-type]
     )
 
 

@@ -70,6 +70,11 @@ class Video(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Publish by itself once transcoded (the upload form's default); spent when it does, and
+    # cancelled when an admin unpublishes the video before that.
+    publish_when_ready: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
     # Transcoding state. `generation` counts attempts (upload = 1, +1 per re-transcode or
     # sweeper retry); events of another generation are ignored.

@@ -36,6 +36,10 @@ class AdminVideo(BaseModel):
     category: str
     category_id: int
     published: bool
+    publish_when_ready: bool = Field(description="Publishes itself once transcoded")
+    waiting_for: str | None = Field(
+        description="What has to happen before viewers see the video; null once they do"
+    )
     status: str = Field(description="uploaded | processing | ready | failed")
     progress: float = Field(description="Transcoding progress in percent")
     failure_reason: str | None
@@ -65,6 +69,7 @@ class VideoUpdate(BaseModel):
     description: Description | None = None
     category: CategoryRef | None = None
     published: bool | None = None
+    publish_when_ready: bool | None = None
 
 
 class CategoryOut(BaseModel):

@@ -87,6 +87,8 @@ def admin_view(video: Video, *, public_base_url: str) -> AdminVideo:
         category=video.category.name,
         category_id=video.category_id,
         published=video.published,
+        publish_when_ready=video.publish_when_ready,
+        waiting_for=waiting_for(video),
         status=video.status,
         progress=round(video.progress, 1),
         failure_reason=video.failure_reason,
@@ -102,6 +104,20 @@ def admin_view(video: Video, *, public_base_url: str) -> AdminVideo:
         created_at=video.created_at,
         updated_at=video.updated_at,
     )
+
+
+def waiting_for(video: Video) -> str | None:
+    """What an admin reads next to a video: why viewers do not see it yet (None: they do)."""
+    then = " It publishes itself when ready." if video.publish_when_ready else ""
+    if video.status == VideoStatus.FAILED.value:
+        return "A working source: transcoding failed. Re-transcode it or upload it again."
+    if video.status == VideoStatus.UPLOADED.value:
+        return "A transcoder to start." + then
+    if video.status == VideoStatus.PROCESSING.value:
+        return f"Transcoding to finish ({video.progress:.0f}%)." + then
+    if not video.published:
+        return "Publication: it is a draft. Publish it to show it to viewers."
+    return None
 
 
 async def list_videos(session: AsyncSession) -> list[Video]:
@@ -210,6 +226,7 @@ class VideoMetadata:
     title: str
     description: str
     category: Category
+    publish_when_ready: bool = True
 
 
 async def create_video(
@@ -240,6 +257,7 @@ async def create_video(
         height=probe.height,
         duration_seconds=probe.duration_seconds,
         published=False,
+        publish_when_ready=metadata.publish_when_ready,
         created_at=now,
         updated_at=now,
         last_activity_at=now,
@@ -274,9 +292,14 @@ async def update_video(session: AsyncSession, *, video_id: int, changes: VideoUp
         video.description = changes.description
     if changes.category is not None:
         video.category = await resolve_category(session, ref=changes.category)
-    if changes.published is not None and changes.published != video.published:
-        video.published = changes.published
-        announce_access(session, video)
+    if changes.publish_when_ready is not None:
+        video.publish_when_ready = changes.publish_when_ready
+    if changes.published is not None:
+        if not changes.published:
+            video.publish_when_ready = False  # an explicit "not now" wins over the default
+        if changes.published != video.published:
+            video.published = changes.published
+            announce_access(session, video)
     video.updated_at = utcnow()
     await session.commit()
     return video
@@ -441,6 +464,8 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
         video.thumbnail_path = event.thumbnail_path
         video.master_playlist_path = event.master_playlist_path
         video.failure_reason = None
+        if video.publish_when_ready:
+            video.published, video.publish_when_ready = True, False
         announce_access(session, video)
     else:
         video.status = VideoStatus.FAILED.value

@@ -16,6 +16,14 @@ than by Granian's file sending (`pathsend`), which reads the file again on every
 Media playlists are served with a version appended to each segment URI
 (`seg_00000.ts?v=<version>`): segments are cached by browsers as immutable, and a
 re-transcode writes new segments under the same names, so the URI must change with them.
+
+The contract names three renditions and the frontend offers all three for every video,
+loading `<res>/index.m3u8` directly; the transcoder never upscales, so a small source has no
+1080p (and while a film is still being encoded, higher rungs may not exist yet). Such a
+request gets a stand-in: the best rendition the video has that is not above the one asked
+for (or, when there is none, the lowest it has), with segment URIs pointing into that
+rendition (`../480p/seg_00000.ts?v=...`), so the menu never dead-ends. The master playlist
+is served as written: it lists only what exists.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pathlib import Path
 RESOLUTIONS = ("480p", "720p", "1080p")
 SEGMENT_NAME = re.compile(r"seg_[0-9]{5}\.ts")
 SEGMENT_URI_LINE = re.compile(rb"^seg_[0-9]{5}\.ts(?=\r?$)", re.MULTILINE)
+SEGMENT_URI_START = re.compile(rb"^(?=seg_[0-9]{5}\.ts)", re.MULTILINE)
 # A playlist is a few KB; anything far larger is not one the transcoder wrote.
 MAX_PLAYLIST_BYTES = 4 * 1024 * 1024
 CACHE_MAX_ENTRIES = 4096
@@ -75,6 +84,17 @@ def asset_kind(asset: str) -> AssetKind | None:
     if SEGMENT_NAME.fullmatch(name):
         return AssetKind.SEGMENT
     return None
+
+
+def stand_in_order(asked: str) -> list[str]:
+    """Renditions to try for a missing `asked`: lower ones best first, then higher ones."""
+    index = RESOLUTIONS.index(asked)
+    return [*reversed(RESOLUTIONS[:index]), *RESOLUTIONS[index + 1 :]]
+
+
+def point_segments_into(playlist: bytes, resolution: str) -> bytes:
+    """Segment URIs of a media playlist made relative to a sibling rendition's playlist."""
+    return SEGMENT_URI_START.sub(b"../" + resolution.encode() + b"/", playlist)
 
 
 def version_segment_uris(playlist: bytes, version: str) -> bytes:
@@ -145,6 +165,8 @@ class MediaLibrary:
         if kind is None or video_id < 1:
             return None
         found = await asyncio.to_thread(self._load, video_id, asset, kind)
+        if found is None and kind is AssetKind.MEDIA_PLAYLIST:
+            found = await asyncio.to_thread(self._load_stand_in, video_id, asset)
         if found is not None and self._wants_body(found):
             body = await asyncio.to_thread(_read_if_unchanged, found)
             if body is not None:
@@ -199,6 +221,25 @@ class MediaLibrary:
         if not stat.S_ISREG(info.st_mode):
             return None
         return _media_file(kind, path, info)
+
+    def _load_stand_in(self, video_id: int, asset: str) -> MediaFile | None:
+        """The playlist of the rendition serving for a missing one (see the module doc)."""
+        asked = asset.partition("/")[0]
+        for resolution in stand_in_order(asked):
+            found = self._load(video_id, f"{resolution}/index.m3u8", AssetKind.MEDIA_PLAYLIST)
+            if found is not None and found.body is not None:
+                body = point_segments_into(found.body, resolution)
+                return MediaFile(
+                    kind=found.kind,
+                    path=found.path,
+                    size=len(body),
+                    mtime=found.mtime,
+                    # its own validator: the same file stands in with another body
+                    etag=f'{found.etag[:-1]}-for-{asked}"',
+                    last_modified=found.last_modified,
+                    body=body,
+                )
+        return None
 
     def _load_playlist(self, path: str, kind: AssetKind) -> MediaFile | None:
         try:

@@ -125,6 +125,7 @@ $("upload-form").addEventListener("submit", (event) => {
   form.append("title", $("upload-title").value);
   form.append("description", $("upload-description").value);
   form.append("category", $("upload-category").value);
+  form.append("publish_when_ready", $("upload-publish").checked ? "true" : "false");
   form.append("file", file, file.name);
 
   const xhr = new XMLHttpRequest();
@@ -236,7 +237,7 @@ function placeholder() {
 
 function renderRow(row, video) {
   const signature = JSON.stringify([video.status, video.progress, video.failure_reason, video.title,
-    video.category, video.published, video.generation]);
+    video.category, video.published, video.generation, video.waiting_for]);
   if (row.dataset.signature === signature) return;
   row.dataset.signature = signature;
   row.dataset.status = video.status;
@@ -281,6 +282,11 @@ function renderRow(row, video) {
     reason.textContent = video.failure_reason || "Transcoding failed.";
     status.append(reason);
   }
+  const waiting = document.createElement("span");
+  waiting.className = "status-detail waiting-for";
+  waiting.id = `waiting-${video.id}`;
+  waiting.textContent = video.waiting_for ? `Waiting for: ${video.waiting_for}` : "Live: viewers see it.";
+  status.append(waiting);
 
   const published = cell(row, "published");
   published.replaceChildren();
