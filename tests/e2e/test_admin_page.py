@@ -103,4 +103,5 @@ def test_admin_signs_in_uploads_and_sees_the_video_become_ready(
     video = admin_api.get(f"{ADMIN_VIDEOS}{video_id}/").json()
     assert video["status"] == "ready" and video["title"] == title, video
     assert video["renditions"] == ["480p"], video
-    assert video["published"] is False, "an upload is not published until the admin says so"
+    assert video["published"] is True, "the page's default: published as soon as it is ready"
+    assert video["waiting_for"] is None, video

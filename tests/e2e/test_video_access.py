@@ -57,11 +57,16 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def upload_ready(admin: Api, clip: Path, title: str) -> dict[str, Any]:
-    """The admin uploads `clip` and waits until it is transcoded (it stays unpublished)."""
+    """The admin uploads `clip` as a draft and waits until it is transcoded (unpublished)."""
     with clip.open("rb") as source:
         response = admin.post(
             ADMIN_UPLOAD,
-            data={"title": title, "description": "Access test.", "category": "Drama"},
+            data={
+                "title": title,
+                "description": "Access test.",
+                "category": "Drama",
+                "publish_when_ready": "false",
+            },
             files={"file": ("small.mp4", source, "video/mp4")},
             headers=admin.csrf_headers(),
             timeout=120,

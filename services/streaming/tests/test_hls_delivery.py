@@ -77,7 +77,7 @@ def test_head_answers_headers_without_body(client, auth, video):
 def test_unknown_video_rendition_or_segment_is_json_404(client, auth, video):
     for path in (
         "/api/video/999/480p/index.m3u8",  # no such video
-        "/api/video/1/1080p/index.m3u8",  # rendition not produced (no upscaling)
+        "/api/video/1/1080p/seg_00000.ts",  # segment of a rendition not produced
         "/api/video/1/480p/seg_00099.ts",  # no such segment
         "/api/video/999/thumbnail.jpg",
     ):

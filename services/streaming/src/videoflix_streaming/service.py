@@ -20,8 +20,8 @@ re-transcode writes new segments under the same names, so the URI must change wi
 The contract names three renditions and the frontend offers all three for every video,
 loading `<res>/index.m3u8` directly; the transcoder never upscales, so a small source has no
 1080p (and while a film is still being encoded, higher rungs may not exist yet). Such a
-request gets a stand-in: the best rendition the video has that is not above the one asked
-for (or, when there is none, the lowest it has), with segment URIs pointing into that
+request (for a rendition whose directory does not exist at all) gets a stand-in: the best
+rendition the video has that is not above the one asked for (or, when there is none, the lowest it has), with segment URIs pointing into that
 rendition (`../480p/seg_00000.ts?v=...`), so the menu never dead-ends. The master playlist
 is served as written: it lists only what exists.
 """
@@ -225,6 +225,8 @@ class MediaLibrary:
     def _load_stand_in(self, video_id: int, asset: str) -> MediaFile | None:
         """The playlist of the rendition serving for a missing one (see the module doc)."""
         asked = asset.partition("/")[0]
+        if os.path.lexists(os.path.join(self.hls_root, str(video_id), asked)):
+            return None  # it exists but is not servable (planted, broken): no substitute
         for resolution in stand_in_order(asked):
             found = self._load(video_id, f"{resolution}/index.m3u8", AssetKind.MEDIA_PLAYLIST)
             if found is not None and found.body is not None:
