@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.generation import DataGenerationMethod
-from schemathesis.transports import RequestsTransport
 from starlette_testclient import TestClient
 
 from videoflix_auth.app import create_app
+from videoflix_shared.testing.fuzz import FUZZ_SETTINGS, openapi_of, send_and_check
 
 
 @pytest.fixture(scope="module")
@@ -28,30 +25,13 @@ def fuzz_client(make_settings):
 
 @pytest.fixture(scope="module")
 def auth_openapi(fuzz_client):
-    return schemathesis.from_asgi(
-        "/openapi.json",
-        fuzz_client.app,
-        data_generation_methods=[DataGenerationMethod.positive, DataGenerationMethod.negative],
-    )
+    return openapi_of(fuzz_client)
 
 
-# FastAPI emits OpenAPI 3.1, which schemathesis 3.x supports behind this switch.
-schemathesis.experimental.OPEN_API_3_1.enable()
 schema = schemathesis.from_pytest_fixture("auth_openapi")
 
 
 @schema.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ_SETTINGS
 def test_fuzzed_requests_never_get_a_server_error(case, fuzz_client):
-    response = RequestsTransport().send(case, session=fuzz_client, base_url="http://testserver")
-    case.validate_response(response, checks=(not_a_server_error,))
-    assert response.headers.get("content-type", "").startswith("application/json"), (
-        response.status_code,
-        response.text[:200],
-    )
+    send_and_check(case, fuzz_client)
