@@ -37,6 +37,7 @@ test: install
 lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
 	$(RUN) lint-imports
 
 format:

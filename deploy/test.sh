@@ -14,6 +14,8 @@ eval "$($RUN python -m deploy.devstack infra --data-dir .data/test-infra --print
 echo "== ruff"
 $RUN ruff check .
 $RUN ruff format --check .
+echo "== types (mypy --strict)"
+$RUN mypy
 echo "== import contract"
 $RUN lint-imports
 

@@ -121,7 +121,8 @@ async def test_events_wait_in_the_outbox_while_nats_is_down_then_go_out(
     await asyncio.sleep(1.0)
     async with session_factory() as session:
         row = await session.get(OutboxMessage, event.event_id)
-        assert row is not None and row.published_at is None
+        assert row is not None
+        assert row.published_at is None
     server = subprocess.Popen(
         ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path)]
     )

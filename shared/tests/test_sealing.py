@@ -136,4 +136,5 @@ def test_the_module_prints_a_new_key():
     out = subprocess.run(
         [sys.executable, "-m", "videoflix_shared.sealing"], capture_output=True, text=True
     )
-    assert out.returncode == 0 and len(parse_key(out.stdout.strip())) == 32
+    assert out.returncode == 0
+    assert len(parse_key(out.stdout.strip())) == 32

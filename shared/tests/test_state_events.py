@@ -80,7 +80,8 @@ async def test_the_access_stream_keeps_the_last_state_per_video_and_never_ages_i
         await bus.publish(access(7, published=published))
     await bus.publish(access(8, published=True))
     states = await latest_per_video(bus)
-    assert states[7].published is False and states[8].published is True
+    assert states[7].published is False
+    assert states[8].published is True
     info = await bus.js.stream_info(bus.stream("ACCESS"))
     assert info.state.messages == 2
 

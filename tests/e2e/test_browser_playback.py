@@ -63,7 +63,8 @@ def test_video_plays_in_chromium_with_hlsjs_and_switches_to_720p(
             size = page.evaluate(
                 "(url) => window.player.showThumbnail(url)", entry["thumbnail_url"]
             )
-            assert size["width"] > 0 and size["height"] > 0
+            assert size["width"] > 0
+            assert size["height"] > 0
 
         with timed_step("browser", "play 480p for more than 2 s"):
             page.evaluate(

@@ -44,7 +44,8 @@ def test_cors_preflight_from_the_frontend_origin_allows_credentials(stack: Stack
         assert response.headers["access-control-allow-origin"] == origin
         assert response.headers["access-control-allow-credentials"] == "true"
         allowed = response.headers["access-control-allow-headers"].lower()
-        assert "x-csrftoken" in allowed and "content-type" in allowed
+        assert "x-csrftoken" in allowed
+        assert "content-type" in allowed
         assert "POST" in response.headers["access-control-allow-methods"]
 
     actual = httpx.get(f"{stack.base_url}/api/video/", headers={"Origin": origin})
@@ -165,7 +166,8 @@ def test_activation_link_is_single_use_and_checked(
         assert "message" in body, body
     # an inactive account cannot log in (and learns nothing about why)
     inactive = api.login(email, password)
-    assert inactive.status_code == 400 and inactive.json() == LOGIN_FAILED
+    assert inactive.status_code == 400
+    assert inactive.json() == LOGIN_FAILED
 
     assert api.get(f"/api/activate/{uid}/{token}/").status_code == 200
     used = api.get(f"/api/activate/{uid}/{token}/")
@@ -182,7 +184,8 @@ def test_login_failures_all_look_alike(api: Api, active_user: User) -> None:
         {"email": active_user.email, "password": "Wrong-password-123"},
     ):
         response = api.post("/api/login/", json=body)
-        assert response.status_code == 400 and response.json() == LOGIN_FAILED
+        assert response.status_code == 400
+        assert response.json() == LOGIN_FAILED
         assert "access_token" not in response.headers.get("set-cookie", "")
     assert_error_body(api.post("/api/login/", json={"email": "x"}), 400)
 
@@ -234,7 +237,8 @@ def test_bearer_access_token_works_without_csrf(api: Api, active_user: User) -> 
     response = httpx.get(
         f"{api.stack.base_url}/api/user/", headers={"Authorization": f"Bearer {token}"}
     )
-    assert response.status_code == 200 and response.json()["email"] == active_user.email
+    assert response.status_code == 200
+    assert response.json()["email"] == active_user.email
 
 
 # --- password reset ------------------------------------------------------------------------

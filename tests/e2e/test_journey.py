@@ -70,7 +70,8 @@ def test_user_journey_from_registration_to_password_reset(
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["user"]["email"] == email
-        assert isinstance(body["detail"], str) and body["detail"]
+        assert isinstance(body["detail"], str)
+        assert body["detail"]
 
     with step("activation email"):
         message = mailbox.wait_new(email, seen)
@@ -88,7 +89,8 @@ def test_user_journey_from_registration_to_password_reset(
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["detail"] == "Login successful"
-        assert body["user"]["username"] == email and body["user"]["id"]
+        assert body["user"]["username"] == email
+        assert body["user"]["id"]
         first_cookies = assert_auth_cookies(response)
         for name in ("access_token", "refresh_token"):
             assert first_cookies[name].value not in response.text, "tokens never go in a body"
@@ -97,7 +99,8 @@ def test_user_journey_from_registration_to_password_reset(
         response = user.get("/api/user/")
         assert response.status_code == 200, response.text
         me = response.json()
-        assert me["email"] == email and me["is_admin"] is False
+        assert me["email"] == email
+        assert me["is_admin"] is False
         assert str(me["id"]) == str(body["user"]["id"])
         datetime.fromisoformat(me["date_joined"].replace("Z", "+00:00"))
 
@@ -247,8 +250,10 @@ def check_rendition(user: Api, rendition_path: str, resolution: str, clip_second
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(PLAYLIST_TYPE)
     playlist = m3u8.loads(response.text)
-    assert not playlist.is_variant and playlist.is_endlist
-    assert playlist.target_duration and playlist.segments
+    assert not playlist.is_variant
+    assert playlist.is_endlist
+    assert playlist.target_duration
+    assert playlist.segments
     total = 0.0
     for segment in playlist.segments:
         uri = urlsplit(segment.uri)  # a version query (?v=...) may follow the file name
@@ -269,7 +274,8 @@ def check_rendition(user: Api, rendition_path: str, resolution: str, clip_second
     assert with_slash.headers["content-type"].lower().startswith("video/mp2t")
     assert with_slash.content == whole
     ranged = user.get(first, headers={"Range": f"bytes=0-{TS_PACKET - 1}"})
-    assert ranged.status_code == 206 and ranged.content == whole[:TS_PACKET]
+    assert ranged.status_code == 206
+    assert ranged.content == whole[:TS_PACKET]
     assert probe_height(whole) == RENDITION_HEIGHTS[resolution]
 
 

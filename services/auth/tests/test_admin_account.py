@@ -79,7 +79,8 @@ def test_serve_in_production_without_an_admin_exits_with_the_reason(make_setting
         make_settings, "serve", ENVIRONMENT="production", ADMIN_EMAIL="", ADMIN_PASSWORD=""
     )
     assert result.returncode == 1
-    assert "refusing to start" in result.stderr and "ADMIN_EMAIL" in result.stderr
+    assert "refusing to start" in result.stderr
+    assert "ADMIN_EMAIL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -124,7 +125,8 @@ def test_create_admin_refuses_bad_input_with_a_clear_message(
 ) -> None:
     result = run_cli(make_settings, "create-admin", *args, stdin=stdin)
     assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
     assert db.user("weak-admin@example.com") is None
 
 
@@ -133,4 +135,5 @@ def test_create_admin_says_when_the_database_is_unreachable(make_settings) -> No
     result = run_cli(make_settings, "create-admin", admin_email(), AUTH_DATABASE_URL=url)
     assert result.returncode == 1
     assert "cannot write to the auth database" in result.stderr
-    assert "secret" not in result.stderr and "Traceback" not in result.stderr
+    assert "secret" not in result.stderr
+    assert "Traceback" not in result.stderr

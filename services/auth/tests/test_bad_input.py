@@ -45,7 +45,8 @@ POST_PATHS = ["/api/register/", "/api/login/", "/api/password_reset/"]
 def assert_error_body(response) -> None:
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert isinstance(body, dict) and body
+    assert isinstance(body, dict)
+    assert body
     for value in body.values():
         assert isinstance(value, str) or all(isinstance(v, str) for v in value)
 

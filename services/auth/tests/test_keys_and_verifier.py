@@ -150,7 +150,8 @@ async def test_rotation_publishes_previous_key_and_old_tokens_keep_verifying(tmp
     rotated = load_key_set(tmp_path, generate_if_missing=True)
 
     assert rotated.current.kid != old.current.kid
-    assert rotated.previous is not None and rotated.previous.kid == old.current.kid
+    assert rotated.previous is not None
+    assert rotated.previous.kid == old.current.kid
     assert [k["kid"] for k in rotated.jwks()["keys"]] == [rotated.current.kid, old.current.kid]
     verifier = TokenVerifier(
         StaticKeySource(keys_from_jwks(rotated.jwks())), issuer=ISSUER, audience=AUDIENCE
@@ -180,4 +181,5 @@ async def test_jwks_endpoint_is_cacheable_json(client):
     assert "max-age" in response.headers["cache-control"]
     [key] = response.json()["keys"]
     assert {"kty", "kid", "alg", "use", "n", "e"} <= set(key)
-    assert key["alg"] == "RS256" and "d" not in key
+    assert key["alg"] == "RS256"
+    assert "d" not in key

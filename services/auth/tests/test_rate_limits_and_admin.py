@@ -48,7 +48,8 @@ async def test_login_rate_limit_per_email_spans_ips_and_hides_existence(start_ap
             assert (await first.login(email, "Wrong-Password-1")).status_code == 400
             assert (await second.login(email, "Wrong-Password-1")).status_code == 400
             limited = await second.login(email, "Wrong-Password-1")
-            assert limited.status_code == 429 and limited.json() == RATE_LIMITED
+            assert limited.status_code == 429
+            assert limited.json() == RATE_LIMITED
         # Another address from the same IP is unaffected.
         other = await first.register_active()
         assert (await first.login(other)).status_code == 200
@@ -79,7 +80,8 @@ async def test_password_reset_rate_limits_per_email_and_per_ip(start_app, db):
                 response = await api.client.post("/api/password_reset/", json={"email": email})
                 assert response.status_code == 200
             limited = await api.client.post("/api/password_reset/", json={"email": email})
-            assert limited.status_code == 429 and limited.json() == RATE_LIMITED
+            assert limited.status_code == 429
+            assert limited.json() == RATE_LIMITED
             assert int(limited.headers["retry-after"]) > 0
         assert len(db.events("auth.password_reset.requested", known)) == 2
         # Per IP: the fifth request from this IP was the last allowed.
@@ -125,7 +127,8 @@ async def test_registration_is_limited_per_ip(start_app, db):
         emails = [api.new_email("ip") for _ in range(5)]
         statuses = [(await api.register(email)).status_code for email in emails]
         assert statuses == [201, 201, 201, 429, 429]
-        assert db.user(emails[3]) is None and db.events("auth.user.registered", emails[3]) == []
+        assert db.user(emails[3]) is None
+        assert db.events("auth.user.registered", emails[3]) == []
     # Another client IP is not affected.
     async with start_app(
         client_ip=fresh_client_ip(), AUTH_REGISTER_LIMIT_PER_IP=3, AUTH_REGISTER_WINDOW_SECONDS=60
@@ -167,7 +170,8 @@ async def test_admin_account_is_created_at_start_and_updated_idempotently(start_
         await wait_until_async(lambda: db.user(email), timeout=10, what="admin account")
         assert (await api.login(email, "Admin-Secret-2026")).status_code == 200
         me = (await api.client.get("/api/user/")).json()
-        assert me["is_admin"] is True and me["email"] == email
+        assert me["is_admin"] is True
+        assert me["email"] == email
         first_hash = db.user(email)["password_hash"]
 
     # Same settings again: nothing changes (no needless rehash).
@@ -183,7 +187,8 @@ async def test_admin_account_is_created_at_start_and_updated_idempotently(start_
         )
         assert (await api.login(email, "Admin-Rotated-2027")).status_code == 200
     user = db.user(email)
-    assert user["is_active"] is True and user["is_admin"] is True
+    assert user["is_active"] is True
+    assert user["is_admin"] is True
     assert db.query("SELECT count(*) FROM users WHERE email = %s", email)[0][0] == 1
 
 

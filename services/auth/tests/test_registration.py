@@ -21,7 +21,9 @@ async def test_register_creates_inactive_user_and_emits_activation_link(api, db)
     assert response.status_code == 201
     assert response.json() == {"user": {"email": email}, **REGISTERED}
     user = db.user(email)
-    assert user is not None and user["is_active"] is False and user["is_admin"] is False
+    assert user is not None
+    assert user["is_active"] is False
+    assert user["is_admin"] is False
     assert user["password_hash"].startswith("$argon2id$")
     [event] = db.events("auth.user.registered", email)
     parsed = UserRegistered.model_validate(event)
@@ -103,7 +105,8 @@ async def test_activation_token_of_another_user_is_refused(api, db):
     _, token_second = api.activation_link(second)
     response = await api.client.get(f"/api/activate/{uid_first}/{token_second}/")
     assert response.status_code == 400
-    assert db.user(first)["is_active"] is False and db.user(second)["is_active"] is False
+    assert db.user(first)["is_active"] is False
+    assert db.user(second)["is_active"] is False
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,8 @@ async def test_login_answers_contract_body_and_sets_three_cookies(api, db):
     assert set(cookies) == {"access_token", "refresh_token", "csrftoken"}
     for name, header in cookies.items():
         lowered = header.lower()
-        assert "samesite=lax" in lowered and "path=/" in lowered
+        assert "samesite=lax" in lowered
+        assert "path=/" in lowered
         assert "secure" not in lowered  # COOKIE_SECURE is off in tests
         assert ("httponly" in lowered) == (name != "csrftoken")
     assert "max-age=1800" in cookies["access_token"].lower()
@@ -94,7 +95,8 @@ async def test_user_endpoint_with_cookie_and_with_bearer(api, db):
     api.client.cookies.clear()
     assert (await api.client.get("/api/user/")).status_code == 401
     by_bearer = await api.client.get("/api/user/", headers={"Authorization": f"Bearer {token}"})
-    assert by_bearer.status_code == 200 and by_bearer.json() == body
+    assert by_bearer.status_code == 200
+    assert by_bearer.json() == body
     bad = await api.client.get("/api/user/", headers={"Authorization": f"Bearer {token}x"})
     assert bad.status_code == 401
 
@@ -123,7 +125,8 @@ async def test_access_token_carries_exact_claims_and_verifies_via_jwks(api, db, 
         audience=settings.jwt_audience,
     )
     principal = await verifier.verify(token)
-    assert principal.user_id == int(claims["sub"]) and principal.email == email
+    assert principal.user_id == int(claims["sub"])
+    assert principal.email == email
 
 
 async def test_refresh_rotates_both_tokens(api):
@@ -136,7 +139,8 @@ async def test_refresh_rotates_both_tokens(api):
 
     assert response.status_code == 200
     assert response.json() == {"detail": "Token refreshed"}
-    assert "access" not in response.text and old_refresh not in response.text
+    assert "access" not in response.text
+    assert old_refresh not in response.text
     cookies = set_cookies(response)
     assert {"access_token", "refresh_token"} <= set(cookies)
     assert api.client.cookies["refresh_token"] != old_refresh
@@ -205,7 +209,8 @@ async def test_two_refreshes_at_the_same_moment_both_succeed(auth_app, api):
 
     assert [r.status_code for r in results] == [200, 200]
     new_tokens = {r.cookies["refresh_token"] for r in results}
-    assert len(new_tokens) == 2 and cookie not in new_tokens
+    assert len(new_tokens) == 2
+    assert cookie not in new_tokens
     for response in results:
         access = response.cookies["access_token"]
         me = await api.client.get("/api/user/", headers={"Authorization": f"Bearer {access}"})
@@ -318,4 +323,5 @@ async def test_refresh_and_link_tokens_are_stored_only_as_digests(api, db):
     dump = str(db.query("SELECT * FROM refresh_tokens")) + str(
         db.query("SELECT * FROM link_tokens")
     )
-    assert refresh_token not in dump and activation_token not in dump
+    assert refresh_token not in dump
+    assert activation_token not in dump

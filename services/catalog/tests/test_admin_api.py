@@ -128,13 +128,15 @@ async def test_categories_are_seeded_and_managed(catalog) -> None:
     created = await admin.post("/api/admin/categories/", json={"name": name})
     assert created.status_code == 201
     category = created.json()
-    assert category["name"] == name and category["video_count"] == 0
+    assert category["name"] == name
+    assert category["video_count"] == 0
 
     duplicate = await admin.post("/api/admin/categories/", json={"name": name.upper()})
     assert duplicate.status_code == 400
     assert duplicate.json() == {"name": ["A category with this name already exists."]}
     too_long = await admin.post("/api/admin/categories/", json={"name": "x" * 61})
-    assert too_long.status_code == 400 and "name" in too_long.json()
+    assert too_long.status_code == 400
+    assert "name" in too_long.json()
 
     video = await catalog.upload_ok(category=name)
     in_use = await admin.delete(f"/api/admin/categories/{category['id']}/")

@@ -37,7 +37,8 @@ async def test_list_shows_only_published_ready_videos_newest_first(catalog, view
 
     items = await listed(viewer)
     ids = [item["id"] for item in items]
-    assert unpublished["id"] not in ids and waiting["id"] not in ids
+    assert unpublished["id"] not in ids
+    assert waiting["id"] not in ids
     assert ids.index(newer["id"]) < ids.index(older["id"])
     item = next(i for i in items if i["id"] == newer["id"])
     assert set(item) == CONTRACT_FIELDS

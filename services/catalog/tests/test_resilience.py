@@ -91,7 +91,8 @@ async def test_service_serves_while_nats_is_down_and_delivers_the_event_later(
             finally:
                 await bus.close()
             event = parse_event(VideoUploaded.subject, message.data)
-            assert event.video_id == video_id and event.generation == 1
+            assert event.video_id == video_id
+            assert event.generation == 1
         finally:
             nats_server.terminate()
             wait_until(lambda: nats_server.poll() is not None, timeout=10, what="nats exit")

@@ -20,12 +20,15 @@ async def test_upload_stores_source_and_publishes_uploaded_event(catalog) -> Non
     response = await catalog.upload(title=title, category="documentary", filename="My Clip.MP4")
     assert response.status_code == 202, response.text
     body = response.json()
-    assert body["status"] == "uploaded" and body["id"] == body["video"]["id"]
+    assert body["status"] == "uploaded"
+    assert body["id"] == body["video"]["id"]
     video = body["video"]
     assert video["title"] == title
     assert video["category"] == "Documentary"
     assert (video["width"], video["height"]) == (160, 90)
-    assert video["published"] is False and video["generation"] == 1 and video["progress"] == 0
+    assert video["published"] is False
+    assert video["generation"] == 1
+    assert video["progress"] == 0
 
     source = catalog.settings.media_root / f"uploads/{video['id']}/source.mp4"
     assert source.read_bytes() == catalog.clip.read_bytes()
@@ -50,7 +53,8 @@ async def test_upload_accepts_category_by_id_and_fields_after_the_file(catalog) 
     )
     assert response.status_code == 202, response.text
     video = response.json()["video"]
-    assert video["category"] == "Action" and video["description"] == ""
+    assert video["category"] == "Action"
+    assert video["description"] == ""
     assert (catalog.settings.media_root / f"uploads/{video['id']}/source.mkv").is_file()
 
 

@@ -111,7 +111,8 @@ async def test_malformed_event_is_dead_lettered_and_next_good_event_is_delivered
     ]
     assert letters[1].payload == b"{not json"
     assert "Invalid JSON" in letters[1].reason
-    assert "email" in letters[0].reason and "reset_url" in letters[0].reason
+    assert "email" in letters[0].reason
+    assert "reset_url" in letters[0].reason
 
 
 async def test_recipient_refused_with_5xx_is_dead_lettered_and_replay_delivers_it(

@@ -172,22 +172,24 @@ async def test_dev_sink_process_stores_smtp_messages_and_lists_them_over_http(ma
             assert "<html" in first["html"]
 
             one = await client.get(f"/messages/{first['id']}")
-            assert one.status_code == 200 and one.json() == first
+            assert one.status_code == 200
+            assert one.json() == first
             raw = await client.get(f"/messages/{first['id']}.eml")
             assert raw.status_code == 200
             assert raw.headers["content-type"] == "message/rfc822"
             assert b"X-RcptTo: reader@example.com" in raw.content
             assert (await client.get("/messages/00000000000000000000-00000000")).status_code == 404
             missing = await client.get("/messages/not-an-id.eml")
-            assert missing.status_code == 404 and missing.json() == {"detail": "No such message."}
+            assert missing.status_code == 404
+            assert missing.json() == {"detail": "No such message."}
             escape = await client.get("/messages/..%2F..%2Fetc%2Fpasswd.eml")
-            assert (
-                escape.status_code == 404 and escape.headers["content-type"] == "application/json"
-            )
+            assert escape.status_code == 404
+            assert escape.headers["content-type"] == "application/json"
             assert (await client.get("/messages", params={"limit": 0})).status_code == 400
 
             cli = await run_cli(["mail", "list", "--to", "someone.else@example.com"], env)
-            assert cli.returncode == 0 and "someone.else@example.com" in cli.stdout
+            assert cli.returncode == 0
+            assert "someone.else@example.com" in cli.stdout
             assert cli.stdout.count("\n") == 1
             shown = await run_cli(["mail", "show", first["id"]], env)
             assert newer.activation_url in shown.stdout

@@ -22,7 +22,8 @@ def test_allowed_origin_is_echoed_with_credentials(client, auth):
     assert response.headers["access-control-allow-origin"] == FRONTEND
     assert response.headers["access-control-allow-credentials"] == "true"
     exposed = response.headers["access-control-expose-headers"]
-    assert "Content-Range" in exposed and "ETag" in exposed
+    assert "Content-Range" in exposed
+    assert "ETag" in exposed
     assert "Origin" in response.headers["vary"]
 
 

@@ -40,7 +40,8 @@ def small_source(make_video):
 def test_every_rendition_of_a_small_source_plays_its_480p(client, auth, small_source, resolution):
     text, segments = playlist_and_segments(client, auth, small_source.video_id, resolution)
     expected = small_source.file("480p/seg_00000.ts").read_bytes()
-    assert segments and all(s.status_code == 200 for s in segments)
+    assert segments
+    assert all(s.status_code == 200 for s in segments)
     assert segments[0].content == expected
     if resolution != "480p":
         assert "../480p/seg_00000.ts?v=" in text

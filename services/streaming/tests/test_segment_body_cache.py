@@ -39,7 +39,8 @@ def test_body_cache_refuses_files_over_the_per_file_limit_and_when_disabled():
 async def test_library_keeps_segment_bytes_until_the_file_is_replaced(media_root, video):
     library = MediaLibrary(media_root=media_root, cache_seconds=0, body_cache_bytes=1 << 20)
     media = await library.find(video_id=1, asset="480p/seg_00001.ts")
-    assert media is not None and media.kind is AssetKind.SEGMENT
+    assert media is not None
+    assert media.kind is AssetKind.SEGMENT
     assert library.body(media) == video.file("480p/seg_00001.ts").read_bytes()
 
 

@@ -64,7 +64,8 @@ async def test_finished_job_is_swapped_into_place_and_announced(
 
     assert outcome == "completed"
     output = media_root / "hls" / str(video_id)
-    assert (output / "master.m3u8").is_file() and (output / "thumbnail.jpg").is_file()
+    assert (output / "master.m3u8").is_file()
+    assert (output / "thumbnail.jpg").is_file()
     assert (output / "480p" / "index.m3u8").is_file()
     assert (output / "480p" / "seg_00000.ts").is_file()
     assert leftovers(media_root, video_id) == []
@@ -82,7 +83,8 @@ async def test_finished_job_is_swapped_into_place_and_announced(
     assert completed[0].master_playlist_path == f"hls/{video_id}/master.m3u8"
     assert (media_root / completed[0].master_playlist_path).is_file()
     progress = [e for e in events if isinstance(e, TranscodeProgress)]
-    assert progress and all(e.generation == 1 and 0 < e.percent <= 100 for e in progress)
+    assert progress
+    assert all(e.generation == 1 and 0 < e.percent <= 100 for e in progress)
 
 
 async def test_retranscode_replaces_the_previous_output_in_one_step(
@@ -170,7 +172,8 @@ async def test_ffmpeg_killed_mid_encode_is_retried_then_failed_with_reason(
 
     with pytest.raises(RetryLater) as retry:
         await run_job(settings, event_bus, marks, video_id, source_path, attempt=1)
-    assert "killed" in retry.value.reason and retry.value.delay > 0
+    assert "killed" in retry.value.reason
+    assert retry.value.delay > 0
     outcome = await run_job(settings, event_bus, marks, video_id, source_path, attempt=2)
 
     assert outcome == "failed"
@@ -209,7 +212,8 @@ async def test_completion_is_not_lost_while_nats_is_down(
 
     assert outcome == "completed (output was already in place)"
     completed = [e for e in await event_reader(video_id) if isinstance(e, TranscodeCompleted)]
-    assert len(completed) == 1 and completed[0].renditions == ["480p"]
+    assert len(completed) == 1
+    assert completed[0].renditions == ["480p"]
 
 
 async def test_job_of_a_deleted_video_is_skipped(

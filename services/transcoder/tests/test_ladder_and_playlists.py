@@ -104,7 +104,8 @@ def test_probe_applies_rotation_and_pixel_aspect_and_ignores_cover_art() -> None
     info = source_info_from_probe(report)
     assert (info.width, info.height, info.rotation) == (576, 768, 270)
     assert info.duration_seconds == 12.5
-    assert info.has_audio and info.audio_channels == 6
+    assert info.has_audio
+    assert info.audio_channels == 6
 
 
 @pytest.mark.parametrize(
@@ -174,7 +175,8 @@ def test_ladder_command_decodes_once_and_maps_audio_only_when_there_is_some() ->
     assert "split=3" in with_audio[with_audio.index("-filter_complex") + 1]
     assert with_audio.count("0:a:0") == 3
     assert "v:0,a:0,name:480p v:1,a:1,name:720p v:2,a:2,name:1080p" in with_audio
-    assert "0:a:0" not in without and "-c:a" not in without
+    assert "0:a:0" not in without
+    assert "-c:a" not in without
     assert "v:0,name:480p v:1,name:720p v:2,name:1080p" in without
     assert "expr:gte(t,n_forced*10)" in with_audio  # one key frame per 10 s segment
 

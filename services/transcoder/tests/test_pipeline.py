@@ -69,7 +69,8 @@ async def test_1080p_upload_gets_three_renditions_with_aligned_segments_and_hone
     assert result.renditions == ["480p", "720p", "1080p"]
     assert (result.width, result.height) == (1920, 1080)
     assert result.duration_seconds == pytest.approx(4, abs=0.1)
-    assert progress and progress[-1] == pytest.approx(100, abs=3)
+    assert progress
+    assert progress[-1] == pytest.approx(100, abs=3)
 
     master = m3u8.load(str(out / "master.m3u8"))
     variants = {p.uri: p.stream_info for p in master.playlists}
@@ -79,7 +80,8 @@ async def test_1080p_upload_gets_three_renditions_with_aligned_segments_and_hone
     for name, size in expected_sizes.items():
         info = variants[f"{name}/index.m3u8"]
         assert info.resolution == size
-        assert info.codecs.startswith("avc1.") and "mp4a.40.2" in info.codecs
+        assert info.codecs.startswith("avc1.")
+        assert "mp4a.40.2" in info.codecs
         segments = read_media_playlist(out / name / "index.m3u8")
         assert all(SEGMENT.match(s.uri) for s in segments)
         assert info.bandwidth >= peak_bitrate(segments, 2)
@@ -111,7 +113,8 @@ async def test_small_upload_gets_only_480p_at_its_own_size_without_upscaling(
     audio = ffprobe(segment, "-show_streams")["streams"]
     assert any(s["codec_type"] == "audio" and s["channels"] == 2 for s in audio)
     playlist = (out / "480p" / "index.m3u8").read_text()
-    assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist and "#EXT-X-ENDLIST" in playlist
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist
+    assert "#EXT-X-ENDLIST" in playlist
     assert "/" not in "".join(line for line in playlist.splitlines() if not line.startswith("#"))
 
 
@@ -154,7 +157,8 @@ async def test_odd_uploads_become_playable_hls(
     segment = next((out / "480p").glob("seg_*.ts"))
     stream = video_stream(segment)
     assert stream["pix_fmt"] == "yuv420p"
-    assert stream["width"] % 2 == 0 and stream["height"] % 2 == 0
+    assert stream["width"] % 2 == 0
+    assert stream["height"] % 2 == 0
     assert (out / "thumbnail.jpg").stat().st_size > 0
     streams = ffprobe(segment, "-show_streams")["streams"]
     audio = [s for s in streams if s["codec_type"] == "audio"]

@@ -173,4 +173,6 @@ async def test_worker_killed_mid_encode_leaves_nothing_visible_and_the_video_sti
     result = await Job(
         transcode_job_id(settings, video_id, 1), arq_pool, _queue_name=settings.queue_name
     ).result_info()
-    assert result is not None and result.success and result.job_try == 2
+    assert result is not None
+    assert result.success
+    assert result.job_try == 2

@@ -174,7 +174,8 @@ async def run_ffmpeg(
         preexec_fn=_die_with_parent,
     )
     stderr_tail: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     try:
         async with asyncio.timeout(timeout):
             await asyncio.gather(
