@@ -182,8 +182,10 @@ def streaming_binary() -> str:
 
 
 def to_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", value)
+    if match is None:
+        raise SystemExit(f"unexpected duration in wrk's output: {value!r}")
+    return float(match[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[match[2]]
 
 
 def parse_wrk(output: str) -> WrkResult:
@@ -200,7 +202,7 @@ def parse_wrk(output: str) -> WrkResult:
 
 def run_wrk(url: str, *, cookie: str, connections: int, threads: int, seconds: float) -> WrkResult:
     command = [
-        *("wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"),
+        *("wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"),
         *("-H", f"Cookie: access_token={cookie}", url),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, check=True)

@@ -213,8 +213,9 @@ def streaming_env(
 
 @pytest.fixture(scope="session")
 def streaming_server(
-    streaming_env: dict[str, str], video: HlsVideo, access: AccessAnnouncer
+    request: pytest.FixtureRequest, streaming_env: dict[str, str], access: AccessAnnouncer
 ) -> Iterator[ServerThread]:
+    request.getfixturevalue("video")  # the server starts with video 1 on disk and playable
     endpoint = create_app(StreamingSettings(**streaming_env))
     with ServerThread(endpoint) as server:
         access.watched.append(endpoint.access)

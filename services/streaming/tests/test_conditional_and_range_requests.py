@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from videoflix_streaming.api import RangeNotSatisfiable, parse_byte_range
+from videoflix_streaming.http_semantics import RangeNotSatisfiable, parse_byte_range
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 # Unicode digits, which str.isdigit() accepts and int() parses: not digits in a Range header.

@@ -61,6 +61,7 @@ def test_request_id_is_echoed_or_generated(client, auth):
     assert echoed.headers["x-request-id"] == given
     generated = client.get(SEGMENT, headers={**auth, "X-Request-ID": "<script>"})
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
+    assert uuid.UUID(generated.headers["x-request-id"]).version == 4
 
 
 def test_unsupported_methods_are_json_405(client, auth):

@@ -18,7 +18,8 @@ SEGMENT = "/api/video/1/480p/seg_00000.ts"
 
 
 @pytest.fixture(scope="module", params=["128", "0"], ids=["body-cache", "pathsend"])
-def granian_url(request, streaming_env, video) -> Iterator[str]:
+def granian_url(request, streaming_env) -> Iterator[str]:
+    request.getfixturevalue("video")  # what the server is asked for
     port = free_port()
     env = {
         **os.environ,

@@ -7,6 +7,7 @@ import re
 import shutil
 
 import m3u8
+import pytest
 
 from videoflix_shared.testing.plugin import wait_until
 
@@ -74,7 +75,8 @@ def test_head_answers_headers_without_body(client, auth, video):
     assert response.content == b""
 
 
-def test_unknown_video_rendition_or_segment_is_json_404(client, auth, video):
+@pytest.mark.usefixtures("video")
+def test_unknown_video_rendition_or_segment_is_json_404(client, auth):
     for path in (
         "/api/video/999/480p/index.m3u8",  # no such video
         "/api/video/1/1080p/seg_00000.ts",  # segment of a rendition not produced

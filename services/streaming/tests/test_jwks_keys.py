@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -28,7 +29,7 @@ class FakeAuthJwks:
         self.fetches = 0
 
     def app(self) -> Starlette:
-        async def jwks(request: Request) -> JSONResponse:
+        async def jwks(_request: Request) -> JSONResponse:
             self.fetches += 1
             return JSONResponse({"keys": [k for i in self.issuers for k in i.jwks()["keys"]]})
 
@@ -53,7 +54,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_keys_are_fetched_once_not_per_request(streaming_env, video, token_issuer):
+@pytest.mark.usefixtures("video")
+def test_keys_are_fetched_once_not_per_request(streaming_env, token_issuer):
     fake = FakeAuthJwks(token_issuer)
     with (
         ServerThread(fake.app()) as auth,
@@ -66,9 +68,8 @@ def test_keys_are_fetched_once_not_per_request(streaming_env, video, token_issue
         assert fake.fetches == 1  # the prefetch at startup
 
 
-def test_unknown_kid_triggers_a_refetch_that_finds_a_rotated_key(
-    streaming_env, video, token_issuer
-):
+@pytest.mark.usefixtures("video")
+def test_unknown_kid_triggers_a_refetch_that_finds_a_rotated_key(streaming_env, token_issuer):
     rotated = TestTokenIssuer(issuer=token_issuer.issuer, audience=token_issuer.audience)
     fake = FakeAuthJwks(token_issuer)
     with (
@@ -83,7 +84,8 @@ def test_unknown_kid_triggers_a_refetch_that_finds_a_rotated_key(
         assert client.get(SEGMENT, headers=bearer(token_issuer.token())).status_code == 200
 
 
-def test_refetches_for_unknown_kids_are_rate_limited(streaming_env, video, token_issuer):
+@pytest.mark.usefixtures("video")
+def test_refetches_for_unknown_kids_are_rate_limited(streaming_env, token_issuer):
     fake = FakeAuthJwks(token_issuer)
     with (
         ServerThread(fake.app()) as auth,
@@ -97,7 +99,8 @@ def test_refetches_for_unknown_kids_are_rate_limited(streaming_env, video, token
         assert fake.fetches == 1  # only the startup fetch: the window has not passed
 
 
-def test_cached_keys_keep_working_while_auth_is_down(streaming_env, video, token_issuer):
+@pytest.mark.usefixtures("video")
+def test_cached_keys_keep_working_while_auth_is_down(streaming_env, token_issuer):
     fake = FakeAuthJwks(token_issuer)
     auth = ServerThread(fake.app())
     with (
@@ -122,7 +125,8 @@ def test_cached_keys_keep_working_while_auth_is_down(streaming_env, video, token
         assert ready.status_code == 200  # keys are held: still ready
 
 
-def test_starts_and_fetches_later_when_auth_is_not_up_yet(streaming_env, video, token_issuer):
+@pytest.mark.usefixtures("video")
+def test_starts_and_fetches_later_when_auth_is_not_up_yet(streaming_env, token_issuer):
     port = free_port()
     fake = FakeAuthJwks(token_issuer)
     with streaming_with_jwks(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videoflix_streaming.api import RangeNotSatisfiable, parse_byte_range
+from videoflix_streaming.http_semantics import RangeNotSatisfiable, parse_byte_range
 
 PATHS = {
     "segment": "/api/video/1/480p/seg_00000.ts",

@@ -57,7 +57,8 @@ async def test_a_file_replaced_after_its_lookup_is_not_cached(media_root, make_v
 
 
 @pytest.fixture(scope="module")
-def uncached_client(streaming_env, video):
+def uncached_client(request, streaming_env):
+    request.getfixturevalue("video")  # what the server is asked for
     settings = StreamingSettings(**{**streaming_env, "STREAMING_BODY_CACHE_MB": "0"})
     with (
         ServerThread(create_app(settings)) as server,

@@ -131,7 +131,8 @@ def test_a_restarted_process_replays_every_state_before_it_serves(
         assert fresh.get("/readyz").json()["checks"]["access"] == "ok"
 
 
-def test_without_nats_nothing_is_served_and_readiness_says_why(streaming_env, auth, video):
+@pytest.mark.usefixtures("video")
+def test_without_nats_nothing_is_served_and_readiness_says_why(streaming_env, auth):
     unreachable = f"nats://127.0.0.1:{free_port()}"
     settings = StreamingSettings(**{**streaming_env, "NATS_URL": unreachable})
     endpoint = create_app(settings)
@@ -193,8 +194,9 @@ def test_unknown_video_ids_are_found_by_nobody(client, admin_auth):
 
 
 @pytest.mark.parametrize("audience", list(Audience))
+@pytest.mark.usefixtures("access")
 def test_every_audience_answers_the_same_way_by_cookie_and_by_bearer(
-    client, token_issuer, make_video, access, audience
+    client, token_issuer, make_video, audience
 ):
     video_id = 220 + list(Audience).index(audience)
     make_video(video_id, audience)
