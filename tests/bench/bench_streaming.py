@@ -3,13 +3,13 @@
     uv run --all-packages python tests/bench/bench_streaming.py [--duration 10] [--connections 16]
 
 Standalone: it cuts one ~620 KB MPEG-TS segment with ffmpeg, starts `videoflix-streaming
-serve` (Granian, 2 processes, as deployed: the RS256 access-token cookie is checked on every
+serve` (uvicorn, 2 processes, as deployed: the RS256 access-token cookie is checked on every
 request against keys from a JWKS endpoint served here, the video's playback state comes from
 an announcement on the NATS at NATS_URL under streams of the bench's own, segments come from
 the in-memory body cache) and Debian's nginx (2 workers, non-daemon, its own temporary prefix and config,
 sendfile) on free ports, then runs wrk with the same connections, threads and duration
 against each, one after the other. For reference it also measures the service with the body
-cache off (every segment sent from the file by Granian's pathsend). It prints req/s, p50 and
+cache off (every segment read from the file for each request). It prints req/s, p50 and
 p99 and the ratio, and exits 1 when the target is missed: streaming reaches at least 0.5x
 nginx's req/s at 16 connections with a p99 under 25 ms.
 """
@@ -44,7 +44,7 @@ SEGMENT_PATH = "/api/video/1/720p/seg_00000.ts"
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 25.0
 NGINX = "nginx (static, sendfile)"
-STREAMING = "streaming (Granian)"
+STREAMING = "streaming (uvicorn)"
 
 NGINX_CONF = """\
 daemon off;
@@ -252,7 +252,7 @@ def main() -> int:
                 "ENVIRONMENT": "bench",
             }
             # For reference only: the same service with its in-memory body cache off, so every
-            # segment leaves by Granian's file sending (pathsend).
+            # segment is read from the file for each request.
             uncached_env = {**env, "HTTP_PORT": str(uncached_port), "STREAMING_BODY_CACHE_MB": "0"}
             streaming_cmd = [streaming_binary(), "serve", "--workers", str(args.workers)]
             nginx_cmd = [

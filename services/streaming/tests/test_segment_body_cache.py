@@ -56,6 +56,17 @@ async def test_a_file_replaced_after_its_lookup_is_not_cached(media_root, make_v
     assert _read_if_unchanged(media) is None
 
 
+async def test_a_segment_evicted_from_memory_is_read_again_and_kept(media_root, video):
+    segment = video.file("720p/seg_00000.ts").read_bytes()
+    library = MediaLibrary(media_root=media_root, cache_seconds=0, body_cache_bytes=1 << 20)
+    media = await library.find(video_id=1, asset="720p/seg_00000.ts")
+    assert media is not None
+    library.bodies = BodyCache(max_bytes=1 << 20, max_file_bytes=1 << 20)  # evicted since
+    assert library.body(media) is None
+    assert await library.load_body(media) == segment
+    assert library.body(media) == segment  # the next request is answered from memory
+
+
 @pytest.fixture(scope="module")
 def uncached_client(request, streaming_env):
     request.getfixturevalue("video")  # what the server is asked for

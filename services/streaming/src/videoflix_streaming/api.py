@@ -11,9 +11,9 @@ until it expires; 401 without one, except for a thumbnail) → who may play this
 (access.py: published and ready for everyone, ready for admins, else 404; 503 until the
 playback states are loaded) → the media library (cached metadata) → 304 / 206 / 416 / 200. The body
 comes from the library's in-memory cache when it is there (playlists always, segments and
-thumbnails within its byte budget); otherwise a full file goes out by ASGI
-`http.response.pathsend` (Granian sends it from the file), and byte ranges, or servers
-without the extension, read it in a thread.
+thumbnails within its byte budget); otherwise a whole file of up to WHOLE_READ_MAX_BYTES is
+read in one go in a worker thread (and kept in the cache when it fits), and byte ranges or
+larger files are read in chunks.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ ROUTE = re.compile(
 )
 MAX_TOKEN_LENGTH = 8192
 READ_CHUNK_BYTES = 256 * 1024
+# Up to this size a file missing from the body cache is read whole by one worker thread and
+# sent as one body (segments are 0.5-4 MB); larger ones go out in READ_CHUNK_BYTES chunks.
+WHOLE_READ_MAX_BYTES = 16 * 1024 * 1024
 SEGMENT_CACHE_CONTROL = b"private, max-age=31536000, immutable"
 PLAYLIST_CACHE_CONTROL = b"private, no-cache"
 CONTENT_TYPES = {
@@ -288,20 +291,23 @@ class HlsEndpoint:
         offset: int,
         length: int,
     ) -> None:
-        """The bytes [offset, offset + length) of the file: from memory, by pathsend, or
-        read in a thread."""
+        """The bytes [offset, offset + length) of the file: from memory, else read in a
+        worker thread (whole, or in chunks for a range or a large file)."""
         if request.method == "HEAD":
-            await self.middleware.start(send, request, status, headers)
-            await send({"type": "http.response.body", "body": b""})
-        elif (body := self.library.body(media)) is not None:
-            await self.middleware.start(send, request, status, headers)
-            # The whole body is sent as is (slicing all of a bytes object copies nothing).
-            await send({"type": "http.response.body", "body": body[offset : offset + length]})
-        elif status == 200 and request.pathsend:
-            await self.middleware.start(send, request, status, headers)
-            await send({"type": "http.response.pathsend", "path": media.path})
+            body: bytes | None = b""
         else:
+            body = self.library.body(media)
+            if body is None and status == 200 and media.size <= WHOLE_READ_MAX_BYTES:
+                body = await self.library.load_body(media)
+                if body is None:  # replaced or removed since it was looked up
+                    await self.middleware.send_error(send, request, NOT_FOUND)
+                    return
+        if body is None:
             await self._send_from_disk(send, request, status, headers, media, offset, length)
+            return
+        await self.middleware.start(send, request, status, headers)
+        # A whole body is sent as is (slicing all of a bytes object copies nothing).
+        await send({"type": "http.response.body", "body": body[offset : offset + length]})
 
     async def _send_from_disk(
         self,

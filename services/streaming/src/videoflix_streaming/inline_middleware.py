@@ -3,8 +3,9 @@ Prometheus metrics, JSON errors.
 
 Why streaming does this itself: every other route of every service gets these from the
 shared app factory's middleware stack (videoflix_shared.app). On the segment hot path that
-stack is the cost: measured on this machine, a FastAPI route + `FileResponse` reaches
-0.16-0.32x of nginx's requests/s on a 620 KB segment, a bare ASGI handler on Granian 0.62x.
+stack is the cost: measured on this machine when it was written, a FastAPI route +
+`FileResponse` reached 0.16-0.32x of nginx's requests/s on a 620 KB segment, a bare ASGI
+handler 0.62x.
 Each middleware layer adds a coroutine, a wrapped `send` and its own header parsing per
 request; here one pass over the request headers serves them all, and everything that does
 not depend on the request (CORS headers per allowed origin, metric children per route and
@@ -71,7 +72,6 @@ class HlsRequest:
     raw_path: bytes  # still percent-encoded, without the query
     headers: dict[bytes, str]  # only HEADERS_READ, decoded as latin-1
     response_headers: list[Header]  # request id, Vary, CORS: on every answer
-    pathsend: bool  # the server implements ASGI `http.response.pathsend`
     route: str = UNMATCHED_ROUTE  # the metrics label, set once the path matched a route
     status: int = 500
     started: bool = False  # the response has started: an error can no longer be sent
@@ -146,7 +146,6 @@ class InlineMiddleware:
             raw_path=raw_path.partition(b"?")[0],
             headers=headers,
             response_headers=response_headers,
-            pathsend="http.response.pathsend" in (scope.get("extensions") or {}),
         )
 
     @staticmethod

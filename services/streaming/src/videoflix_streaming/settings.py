@@ -9,7 +9,7 @@ from videoflix_shared.settings import CommonSettings
 
 class StreamingSettings(CommonSettings):
     http_port: int = Field(8003, alias="HTTP_PORT")
-    # Server processes of `videoflix-streaming serve` (Granian workers).
+    # Server processes of `videoflix-streaming serve` (uvicorn workers).
     workers: int = Field(2, ge=1, alias="STREAMING_WORKERS")
     # How long file metadata (and playlist bodies) stay cached in each process. The hot path
     # answers from this cache without touching the disk on the event loop; a re-transcoded or

@@ -1,6 +1,5 @@
-"""`videoflix-streaming serve` as deployed: Granian processes, segments sent from the
-in-memory body cache, or (cache off) by ASGI `http.response.pathsend`; the other tests run
-on uvicorn, which has no pathsend."""
+"""`videoflix-streaming serve` as deployed: two uvicorn processes behind one port, segments
+sent from the in-memory body cache, or (cache off) read from disk per request."""
 
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ from videoflix_shared.testing.plugin import free_port, wait_until
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 
 
-@pytest.fixture(scope="module", params=["128", "0"], ids=["body-cache", "pathsend"])
-def granian_url(request, streaming_env) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["128", "0"], ids=["body-cache", "from-disk"])
+def served_url(request, streaming_env) -> Iterator[str]:
     request.getfixturevalue("video")  # what the server is asked for
     port = free_port()
     env = {
@@ -51,18 +50,18 @@ def granian_url(request, streaming_env) -> Iterator[str]:
             process.wait()
 
 
-def test_segment_is_sent_whole(granian_url, auth, video):
+def test_segment_is_sent_whole(served_url, auth, video):
     expected = video.file("480p/seg_00000.ts").read_bytes()
-    response = httpx.get(granian_url + SEGMENT, headers=auth)
+    response = httpx.get(served_url + SEGMENT, headers=auth)
     assert response.status_code == 200
     assert response.headers["content-type"] == "video/MP2T"
     assert response.headers["content-length"] == str(len(expected))
     assert response.content == expected
 
 
-def test_granian_serves_ranges_revalidation_and_errors(granian_url, auth, video):
+def test_ranges_revalidation_and_errors(served_url, auth, video):
     expected = video.file("480p/seg_00000.ts").read_bytes()
-    with httpx.Client(base_url=granian_url, timeout=10) as client:
+    with httpx.Client(base_url=served_url, timeout=10) as client:
         ranged = client.get(SEGMENT, headers={**auth, "Range": "bytes=100-199"})
         assert ranged.status_code == 206
         assert ranged.content == expected[100:200]
