@@ -10,6 +10,7 @@ import httpx
 
 from videoflix_shared.testing.plugin import ServerThread
 from videoflix_streaming.app import create_app
+from videoflix_streaming.inline_middleware import REQUEST_ID_BATCH, REQUEST_IDS
 from videoflix_streaming.settings import StreamingSettings
 
 FRONTEND = "http://127.0.0.1:5500"
@@ -106,3 +107,9 @@ def test_fresh_install_without_media_yet_is_ready(streaming_env, tmp_path):
     with ServerThread(create_app(settings)) as server, httpx.Client(base_url=server.url) as http:
         assert http.get("/readyz").status_code == 200
         assert (media_root / "hls").is_dir()
+
+
+def test_generated_request_ids_are_distinct_uuid4s_across_batches():
+    ids = [REQUEST_IDS.new() for _ in range(3 * REQUEST_ID_BATCH)]
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(request_id).version for request_id in ids} == {4}

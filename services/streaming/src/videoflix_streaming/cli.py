@@ -24,6 +24,7 @@ import argparse
 import uvicorn
 
 from videoflix_shared.logs import configure_logging
+from videoflix_streaming.http_protocol import CoalescingHttpToolsProtocol
 from videoflix_streaming.settings import StreamingSettings
 
 APP_FACTORY = "videoflix_streaming.app:create_app"
@@ -38,7 +39,8 @@ def serve(settings: StreamingSettings, *, workers: int) -> None:
         port=settings.http_port,
         workers=workers,  # a supervisor restarts a worker that dies
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools; a response in one write (http_protocol.py)
+        ws="none",  # no WebSocket routes: upgrades are never attempted
         lifespan="on",
         log_config=None,
         access_log=False,
