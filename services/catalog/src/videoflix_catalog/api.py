@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_catalog import service
@@ -19,11 +18,8 @@ from videoflix_catalog.schemas import (
     AdminVideo,
     CategoryIn,
     CategoryOut,
-    CategoryRef,
-    Description,
     Detail,
     PublicVideo,
-    Title,
     UploadAccepted,
     VideoUpdate,
 )
@@ -154,7 +150,7 @@ async def upload_video(
 
     async def check_metadata(fields: dict[str, str]) -> None:
         # Refuse bad metadata sent ahead of the file before reading the file.
-        await _parse_metadata(session, fields, partial=True)
+        await service.check_upload_metadata_so_far(session, fields)
 
     upload = await receive_upload(
         request.stream(),
@@ -164,7 +160,7 @@ async def upload_video(
         on_file_start=check_metadata,
     )
     try:
-        metadata = await _parse_metadata(session, upload.fields, partial=False)
+        metadata = await service.parse_upload_metadata(session, upload.fields)
         probe = await probe_video(
             upload.temp_path,
             ffprobe=settings.ffprobe_binary,
@@ -172,7 +168,7 @@ async def upload_video(
         )
         video = await service.create_video(
             session,
-            metadata=metadata,  # type: ignore[arg-type]
+            metadata=metadata,
             upload=upload,
             probe=probe,
             media_root=settings.media_root,
@@ -182,55 +178,6 @@ async def upload_video(
     await cache.invalidate()
     view = service.admin_view(video, public_base_url=settings.public_base_url)
     return UploadAccepted(id=video.id, status=video.status, video=view)
-
-
-_TITLE = TypeAdapter(Title)
-_DESCRIPTION = TypeAdapter(Description)
-_CATEGORY = TypeAdapter(CategoryRef)
-_FLAG = TypeAdapter(bool)  # "true"/"false", "on"/"off", "1"/"0", "yes"/"no"
-
-
-async def _parse_metadata(
-    session: AsyncSession, fields: dict[str, str], *, partial: bool
-) -> service.VideoMetadata | None:
-    """Validate the upload's text fields; with `partial`, only those present so far."""
-    errors: dict[str, list[str]] = {}
-    values: dict[str, object] = {}
-    for name, adapter, required in (
-        ("title", _TITLE, True),
-        ("description", _DESCRIPTION, False),
-        ("category", _CATEGORY, True),
-        ("publish_when_ready", _FLAG, False),
-    ):
-        if name not in fields:
-            if required and not partial:
-                errors[name] = ["This field is required."]
-            continue
-        try:
-            values[name] = adapter.validate_python(fields[name])
-        except ValidationError as exc:
-            errors[name] = [e["msg"] for e in exc.errors()]
-    unknown = set(fields) - {"title", "description", "category", "publish_when_ready"}
-    if unknown:
-        errors["detail"] = [f"Unexpected form field(s): {', '.join(sorted(unknown))}."]
-    if not errors and "category" in values:
-        try:
-            values["category"] = await service.resolve_category(
-                session,
-                ref=values["category"],  # type: ignore[arg-type]
-            )
-        except service.CatalogError as exc:
-            errors.update(exc.errors)  # type: ignore[arg-type]
-    if errors:
-        raise UploadRejected(400, errors)
-    if partial:
-        return None
-    return service.VideoMetadata(
-        title=values["title"],  # type: ignore[arg-type]
-        description=values.get("description", ""),  # type: ignore[arg-type]
-        category=values["category"],  # type: ignore[arg-type]
-        publish_when_ready=values.get("publish_when_ready", True),  # type: ignore[arg-type]
-    )
 
 
 @admin.get("/videos/{video_id}/", response_model=AdminVideo, responses={404: {"model": Detail}})

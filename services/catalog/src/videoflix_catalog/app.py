@@ -1,10 +1,11 @@
 """Catalog service: the app factory and its lifespan.
 
 The lifespan creates the database engine, Redis, the token verifier, the event bus, the
-outbox relay, the transcoder-event consumer, the stuck-job sweeper and the start-up
-announcement of every video's playback state, and keeps them on `app.state`. The service
-starts and serves while NATS is down: the bus connects in the background, the relay keeps
-outbox rows until it can publish, and the consumer waits.
+outbox relay, the transcoder-event consumer, the stuck-job sweeper, the cleanup loop of
+abandoned upload bytes and the start-up announcement of every video's playback state, and
+keeps them on `app.state`. The service starts and serves while NATS is down: the bus
+connects in the background, the relay keeps outbox rows until it can publish, and the
+consumer waits. Resumable (tus) uploads are wired in by tus.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -28,6 +30,8 @@ from videoflix_catalog.events import (
 from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
+from videoflix_catalog.tus import TUS_PATH, install_tus
+from videoflix_catalog.tus_store import run_upload_sweeper
 from videoflix_catalog.uploads import UploadRejected
 from videoflix_shared.app import create_app as create_service_app
 from videoflix_shared.app import register_readiness_check
@@ -95,6 +99,15 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
                 name="stuck-job-sweeper",
             ),
             asyncio.create_task(
+                run_upload_sweeper(
+                    app.state.tus_store,
+                    interval_seconds=settings.upload_sweep_interval_seconds,
+                    grace=timedelta(seconds=settings.upload_leftover_grace_seconds),
+                    stop=stop,
+                ),
+                name="upload-sweeper",
+            ),
+            asyncio.create_task(
                 announce_access_on_start(session_factory, bus, stop, app.state.access_backfilled),
                 name="announce-access",
             ),
@@ -116,9 +129,10 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[public, admin, page],
         lifespan=lifespan,
-        # The upload streams its body and enforces CATALOG_MAX_UPLOAD_BYTES itself.
-        body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"),),
+        # The uploads stream their bodies and enforce CATALOG_MAX_UPLOAD_BYTES themselves.
+        body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"), TUS_PATH.rstrip("/")),
     )
+    install_tus(app, settings)
     app.mount("/admin/static", StaticFiles(directory=STATIC_DIR), name="admin-static")
 
     @app.exception_handler(CatalogError)

@@ -15,12 +15,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_catalog.models import Category, Video, VideoStatus
-from videoflix_catalog.schemas import AdminVideo, CategoryOut, VideoUpdate
+from videoflix_catalog.schemas import (
+    AdminVideo,
+    CategoryOut,
+    CategoryRef,
+    Description,
+    Title,
+    VideoUpdate,
+)
 from videoflix_catalog.uploads import ProbeResult, ReceivedUpload
 from videoflix_shared.events import (
     Event,
@@ -227,6 +235,68 @@ class VideoMetadata:
     description: str
     category: Category
     publish_when_ready: bool = True
+
+
+_UPLOAD_FIELDS: dict[str, tuple[TypeAdapter[object], bool]] = {
+    # name: (validator, required)
+    "title": (TypeAdapter(Title), True),
+    "description": (TypeAdapter(Description), False),
+    "category": (TypeAdapter(CategoryRef), True),
+    # "true"/"false", "on"/"off", "1"/"0", "yes"/"no"
+    "publish_when_ready": (TypeAdapter(bool), False),
+}
+
+
+async def _validate_upload_fields(
+    session: AsyncSession, fields: dict[str, str], *, partial: bool
+) -> dict[str, object]:
+    """The upload's text fields validated (the category resolved); with `partial`, only
+    those present so far. CatalogError 400 with an error list per field otherwise."""
+    errors: dict[str, object] = {}
+    values: dict[str, object] = {}
+    for name, (adapter, required) in _UPLOAD_FIELDS.items():
+        if name not in fields:
+            if required and not partial:
+                errors[name] = ["This field is required."]
+            continue
+        try:
+            values[name] = adapter.validate_python(fields[name])
+        except ValidationError as exc:
+            errors[name] = [e["msg"] for e in exc.errors()]
+    unknown = set(fields) - set(_UPLOAD_FIELDS)
+    if unknown:
+        errors["detail"] = [f"Unexpected form field(s): {', '.join(sorted(unknown))}."]
+    if not errors and "category" in values:
+        ref = values["category"]
+        assert isinstance(ref, int | str)  # what CategoryRef validates to
+        try:
+            values["category"] = await resolve_category(session, ref=ref)
+        except CatalogError as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise CatalogError(400, errors)
+    return values
+
+
+async def check_upload_metadata_so_far(session: AsyncSession, fields: dict[str, str]) -> None:
+    """Refuse bad metadata sent ahead of the file before the file is read."""
+    await _validate_upload_fields(session, fields, partial=True)
+
+
+async def parse_upload_metadata(session: AsyncSession, fields: dict[str, str]) -> VideoMetadata:
+    """An upload's metadata (title, description, category, publish_when_ready), validated
+    for the single-request upload and for a resumable one alike."""
+    values = await _validate_upload_fields(session, fields, partial=False)
+    title, description = values["title"], values.get("description", "")
+    category, publish = values["category"], values.get("publish_when_ready", True)
+    # What the validators above produce; asserted for the type checker.
+    assert isinstance(title, str)
+    assert isinstance(description, str)
+    assert isinstance(category, Category)
+    assert isinstance(publish, bool)
+    return VideoMetadata(
+        title=title, description=description, category=category, publish_when_ready=publish
+    )
 
 
 async def create_video(
