@@ -467,8 +467,10 @@ def install_tus(app: FastAPI, settings: CatalogSettings) -> TusStore:
     @app.exception_handler(TusError)
     async def tus_refused(request: Request, exc: TusError) -> Response:
         headers = {"Tus-Resumable": TUS_VERSION, **exc.headers}
-        if request.method == "HEAD":
-            return Response(status_code=exc.status_code, headers=headers)
+        if request.method == "HEAD":  # what a GET would answer, without its body
+            return Response(
+                status_code=exc.status_code, headers=headers, media_type="application/json"
+            )
         return JSONResponse(exc.body, status_code=exc.status_code, headers=headers)
 
     return store
