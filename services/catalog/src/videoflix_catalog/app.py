@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from videoflix_catalog.api import UPLOAD_PATH, admin, page, public
+from videoflix_catalog.api import TUS_PATH, UPLOAD_PATH, admin, page, public
 from videoflix_catalog.events import (
     TranscoderEventHandler,
     announce_access_on_start,
@@ -30,7 +30,7 @@ from videoflix_catalog.events import (
 from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
-from videoflix_catalog.tus import TUS_PATH, install_tus
+from videoflix_catalog.tus import install_tus
 from videoflix_catalog.tus_store import run_upload_sweeper
 from videoflix_catalog.uploads import UploadRejected
 from videoflix_shared.app import create_app as create_service_app

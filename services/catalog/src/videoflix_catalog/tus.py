@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from videoflix_catalog import service
+from videoflix_catalog.api import TUS_PATH, Admin, Cache, Session, Settings
 from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.settings import CatalogSettings
 from videoflix_catalog.tus_store import (
@@ -44,15 +45,12 @@ from videoflix_catalog.tus_store import (
     UploadBusy,
 )
 from videoflix_catalog.uploads import ReceivedUpload, UploadRejected, probe_video
-from videoflix_shared.db import get_session
 from videoflix_shared.events import utcnow
-from videoflix_shared.security import Principal, require_admin
 from videoflix_shared.text import UNSTORABLE_TEXT, is_storable
 
 logger = logging.getLogger(__name__)
 
 TUS_VERSION = "1.0.0"
-TUS_PATH = "/api/admin/uploads/"
 TUS_EXTENSIONS = "creation,expiration,termination,checksum"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 VIDEO_ID_HEADER = "Video-Id"  # on HEAD and the last PATCH once the upload became a video
@@ -94,21 +92,7 @@ async def get_store(request: Request) -> TusStore:
     return store
 
 
-async def get_settings(request: Request) -> CatalogSettings:
-    settings: CatalogSettings = request.app.state.settings
-    return settings
-
-
-async def get_list_cache(request: Request) -> ListCache:
-    cache: ListCache = request.app.state.list_cache
-    return cache
-
-
 Store = Annotated[TusStore, Depends(get_store)]
-Settings = Annotated[CatalogSettings, Depends(get_settings)]
-Cache = Annotated[ListCache, Depends(get_list_cache)]
-Session = Annotated[AsyncSession, Depends(get_session)]
-Admin = Annotated[Principal, Depends(require_admin)]
 
 tus = APIRouter(prefix=TUS_PATH.rstrip("/"), tags=["resumable uploads (tus)"])
 
