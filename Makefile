@@ -43,7 +43,7 @@ lint:
 
 package-check:
 	$(UV) lock --check
-	UV="$(UV)" $(RUN) python -m deploy.package_check
+	$(RUN) python -m deploy.package_check --uv "$(UV)"
 
 format:
 	$(RUN) ruff check --fix .

@@ -165,16 +165,12 @@ def declaration_problems(package: Package, provided: dict[str, set[str]]) -> lis
     return problems
 
 
-def uv_command() -> list[str]:
-    return shlex.split(os.environ.get("UV", "uv"))
-
-
-def sync_alone(package: Package) -> tuple[Path, str]:
+def sync_alone(package: Package, uv: list[str]) -> tuple[Path, str]:
     """The package and only what it declares, in an environment of its own."""
     environment = ENVIRONMENTS / package.name
     selection = [] if package.is_root else ["--package", package.name]
     result = subprocess.run(
-        [*uv_command(), "sync", "--frozen", "--no-dev", "--all-extras", "--quiet", *selection],
+        [*uv, "sync", "--frozen", "--no-dev", "--all-extras", "--quiet", *selection],
         cwd=ROOT,
         env=os.environ | {"UV_PROJECT_ENVIRONMENT": str(environment)},
         capture_output=True,
@@ -184,8 +180,10 @@ def sync_alone(package: Package) -> tuple[Path, str]:
     return environment, result.stdout + result.stderr if result.returncode else ""
 
 
-def installation_problems(package: Package, provided: dict[str, set[str]]) -> list[str]:
-    environment, failure = sync_alone(package)
+def installation_problems(
+    package: Package, provided: dict[str, set[str]], uv: list[str]
+) -> list[str]:
+    environment, failure = sync_alone(package, uv)
     if failure:
         return [f"{package.name}: `uv sync --package {package.name}` failed:\n{failure}"]
     result = subprocess.run(
@@ -232,9 +230,10 @@ def import_every_module(names: list[str]) -> int:
     return 0
 
 
-def check(package: Package, provided: dict[str, set[str]]) -> list[str]:
+def check(package: Package, provided: dict[str, set[str]], uv: list[str]) -> list[str]:
     started = time.monotonic()
-    problems = declaration_problems(package, provided) + installation_problems(package, provided)
+    problems = declaration_problems(package, provided)
+    problems += installation_problems(package, provided, uv)
     verdict = "FAILED" if problems else "ok"
     count, seconds = len(module_files(package)), time.monotonic() - started
     print(f"package-check | {package.name:22} {verdict:6} {count:3} modules {seconds:4.1f}s")
@@ -244,6 +243,7 @@ def check(package: Package, provided: dict[str, set[str]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("names", nargs="*", help="packages to check (default: all)")
+    parser.add_argument("--uv", default="uv", help='how to run uv (e.g. "python3 -m uv")')
     parser.add_argument("--import-every-module", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.import_every_module:
@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     selected = [p for p in packages if not args.names or p.name in map(normalise, args.names)]
     # The work is in subprocesses (uv, python), so threads keep every core busy.
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        results = list(pool.map(lambda package: check(package, provided), selected))
+        uv = shlex.split(args.uv)
+        results = list(pool.map(lambda package: check(package, provided, uv), selected))
     problems = [problem for found in results for problem in found]
     for problem in problems:
         print(f"package-check | {problem}", file=sys.stderr)

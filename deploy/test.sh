@@ -20,7 +20,7 @@ echo "== import contract"
 $RUN lint-imports
 echo "== dependencies: uv.lock matches the pyproject files; each package alone runs"
 $UV lock --check --quiet
-UV="$UV" $RUN python -m deploy.package_check
+$RUN python -m deploy.package_check --uv "$UV"
 
 echo "== tests"
 mkdir -p test-artifacts
