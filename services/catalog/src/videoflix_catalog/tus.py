@@ -29,7 +29,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import ClientDisconnect
 
 from videoflix_catalog import service
 from videoflix_catalog.api import TUS_PATH, Admin, Cache, Session, Settings
@@ -205,11 +204,14 @@ def chunk_checksum(request: Request) -> Checksum | None:
 
 async def request_body(request: Request) -> AsyncIterator[bytes]:
     """The body in the pieces the server receives; ClientGone if the client leaves."""
-    try:
-        async for piece in request.stream():
-            yield piece
-    except ClientDisconnect:
-        raise ClientGone from None
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        if message.get("body"):
+            yield message["body"]
+        if not message.get("more_body", False):
+            return
 
 
 def existing_upload(store: TusStore, upload_id: str) -> TusUpload:
