@@ -144,6 +144,35 @@ def upload(port: int, token: str, clip: bytes, total: int) -> tuple[int, dict, f
     return response.status, body, time.monotonic() - started
 
 
+def catalog_env(
+    names: Hermetic,
+    issuer: TestTokenIssuer,
+    jwks_url: str,
+    port: int,
+    media_root: Path,
+    max_upload_bytes: int,
+) -> dict[str, str]:
+    """The environment of a one-worker catalog on the benchmark's own names."""
+    return {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "CATALOG_WORKERS": "1",
+        "CATALOG_MAX_UPLOAD_BYTES": str(max_upload_bytes),
+        "CATALOG_DATABASE_URL": names.database_url,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_KEY_PREFIX": names.redis_prefix,
+        "NATS_URL": NATS_URL,
+        "NATS_SUBJECT_PREFIX": names.subject_prefix,
+        "NATS_STREAM_PREFIX": names.stream_prefix,
+        "JWKS_URL": f"{jwks_url}/.well-known/jwks.json",
+        "JWT_ISSUER": issuer.issuer,
+        "JWT_AUDIENCE": issuer.audience,
+        "MEDIA_ROOT": str(media_root),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=2.0, help="upload size in GiB")
@@ -160,24 +189,7 @@ def main() -> int:
         run_migrations(names.database_url, MIGRATIONS)
         port = free_port()
         with ServerThread(issuer.jwks_app()) as jwks:
-            env = {
-                **os.environ,
-                "LOG_LEVEL": "WARNING",
-                "HTTP_HOST": "127.0.0.1",
-                "HTTP_PORT": str(port),
-                "CATALOG_WORKERS": "1",
-                "CATALOG_MAX_UPLOAD_BYTES": str(total + 1024**2),
-                "CATALOG_DATABASE_URL": names.database_url,
-                "REDIS_URL": REDIS_URL,
-                "REDIS_KEY_PREFIX": names.redis_prefix,
-                "NATS_URL": NATS_URL,
-                "NATS_SUBJECT_PREFIX": names.subject_prefix,
-                "NATS_STREAM_PREFIX": names.stream_prefix,
-                "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
-                "JWT_ISSUER": issuer.issuer,
-                "JWT_AUDIENCE": issuer.audience,
-                "MEDIA_ROOT": str(work / "media"),
-            }
+            env = catalog_env(names, issuer, jwks.url, port, work / "media", total + 1024**2)
             log = work / "catalog.log"
             with running([catalog_binary(), "serve"], env=env, log=log):
                 wait_ready(port)

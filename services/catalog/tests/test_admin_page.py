@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,14 @@ pytestmark = [
 ]
 
 
+async def signed_in_page(browser: Any, url: str, token_issuer: Any) -> Any:
+    """A new page of `browser` holding the admin's cookies for `url`."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    cookies = token_issuer.cookies(user_id=1, email="admin@example.com", is_admin=True)
+    await context.add_cookies([{"name": n, "value": v, "url": url} for n, v in cookies.items()])
+    return await context.new_page()
+
+
 async def test_admin_uploads_a_clip_and_watches_it_become_ready(
     catalog, catalog_env: dict[str, str], token_issuer
 ) -> None:
@@ -45,16 +54,7 @@ async def test_admin_uploads_a_clip_and_watches_it_become_ready(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
             )
             try:
-                context = await browser.new_context(viewport={"width": 1280, "height": 900})
-                await context.add_cookies(
-                    [
-                        {"name": name, "value": value, "url": server.url}
-                        for name, value in token_issuer.cookies(
-                            user_id=1, email="admin@example.com", is_admin=True
-                        ).items()
-                    ]
-                )
-                page = await context.new_page()
+                page = await signed_in_page(browser, server.url, token_issuer)
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 await page.goto(f"{server.url}/admin/")

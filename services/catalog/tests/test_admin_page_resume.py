@@ -14,7 +14,7 @@ from videoflix_catalog.app import create_app
 from videoflix_shared.testing.plugin import ServerThread, wait_until_async
 
 from .conftest import make_clip, make_settings
-from .test_admin_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from .test_admin_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, signed_in_page
 from .test_admin_page import pytestmark as browser_marks
 
 pytestmark = browser_marks
@@ -48,16 +48,7 @@ async def test_reloaded_page_resumes_the_upload_from_the_servers_offset(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
             )
             try:
-                context = await browser.new_context(viewport={"width": 1280, "height": 900})
-                await context.add_cookies(
-                    [
-                        {"name": name, "value": value, "url": server.url}
-                        for name, value in token_issuer.cookies(
-                            user_id=1, email="admin@example.com", is_admin=True
-                        ).items()
-                    ]
-                )
-                page = await context.new_page()
+                page = await signed_in_page(browser, server.url, token_issuer)
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
 
@@ -144,16 +135,7 @@ async def test_page_pauses_resumes_and_discards(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
             )
             try:
-                context = await browser.new_context()
-                await context.add_cookies(
-                    [
-                        {"name": name, "value": value, "url": server.url}
-                        for name, value in token_issuer.cookies(
-                            user_id=1, email="admin@example.com", is_admin=True
-                        ).items()
-                    ]
-                )
-                page = await context.new_page()
+                page = await signed_in_page(browser, server.url, token_issuer)
                 sent = {"patches": 0}
 
                 async def slow_patches(route) -> None:

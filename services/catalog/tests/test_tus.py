@@ -88,6 +88,14 @@ async def upload_in_chunks(
     return url, response
 
 
+async def new_upload(catalog, length: int, title: str | None = None) -> str:
+    """A created upload's URL (nothing sent yet)."""
+    metadata = metadata_header(**video_fields(title or catalog.unique_title()))
+    created = await create(catalog.admin, length, metadata=metadata)
+    assert created.status_code == 201, created.text
+    return created.headers["Location"]
+
+
 def store(catalog) -> TusStore:
     return catalog.app.state.tus_store
 
@@ -158,10 +166,7 @@ async def test_chunked_upload_becomes_one_video_with_its_event_once_complete(cat
 async def test_upload_with_checksums_and_resume_after_head(catalog) -> None:
     data = catalog.clip.read_bytes()
     title = catalog.unique_title("Checksum")
-    created = await create(
-        catalog.admin, len(data), metadata=metadata_header(**video_fields(title))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, len(data), title)
     half = len(data) // 2
     digest = base64.b64encode(hashlib.sha1(data[:half], usedforsecurity=False).digest()).decode()
     ok = await patch(catalog.admin, url, 0, data[:half], **{"Upload-Checksum": f"sha1 {digest}"})
@@ -180,10 +185,7 @@ async def test_head_finishes_an_upload_whose_bytes_all_arrived_before_a_crash(ca
     """catalog died after storing the last byte but before the video existed."""
     data = catalog.clip.read_bytes()
     title = catalog.unique_title("Crashed")
-    created = await create(
-        catalog.admin, len(data), metadata=metadata_header(**video_fields(title))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, len(data), title)
     upload_id = url.rstrip("/").rsplit("/", 1)[1]
     tus = store(catalog)
     tus.data_path(upload_id).write_bytes(data)
@@ -288,10 +290,7 @@ async def test_checksum_mismatch_is_460_and_the_chunk_is_dropped(catalog) -> Non
 
 
 async def test_chunk_past_the_declared_length_is_refused(catalog) -> None:
-    created = await create(
-        catalog.admin, 100, metadata=metadata_header(**video_fields(catalog.unique_title()))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, 100)
     response = await patch(catalog.admin, url, 0, b"x" * 101)
     assert response.status_code == 413, response.text
     assert (await catalog.admin.head(url, headers=V)).headers["Upload-Offset"] == "0"
@@ -299,10 +298,7 @@ async def test_chunk_past_the_declared_length_is_refused(catalog) -> None:
 
 
 async def test_patch_needs_the_offset_content_type_and_version(catalog) -> None:
-    created = await create(
-        catalog.admin, 100, metadata=metadata_header(**video_fields(catalog.unique_title()))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, 100)
     wrong_type = await patch(catalog.admin, url, 0, b"x", **{"Content-Type": "video/mp4"})
     assert wrong_type.status_code == 415
     no_version = await catalog.admin.patch(
@@ -345,10 +341,7 @@ async def test_unknown_upload_is_404(catalog) -> None:
 
 
 async def test_second_writer_is_told_to_retry(catalog) -> None:
-    created = await create(
-        catalog.admin, 100, metadata=metadata_header(**video_fields(catalog.unique_title()))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, 100)
     upload_id = url.rstrip("/").rsplit("/", 1)[1]
     with store(catalog).writer(upload_id):
         assert (await patch(catalog.admin, url, 0, b"x" * 10)).status_code == 423
@@ -360,10 +353,7 @@ async def test_second_writer_is_told_to_retry(catalog) -> None:
 
 
 async def test_discard_deletes_the_bytes_and_the_listing_row(catalog) -> None:
-    created = await create(
-        catalog.admin, 5000, metadata=metadata_header(**video_fields(catalog.unique_title()))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, 5000)
     upload_id = url.rstrip("/").rsplit("/", 1)[1]
     await patch(catalog.admin, url, 0, b"x" * 1000)
     assert url in [u["location"] for u in (await catalog.admin.get(TUS)).json()]
@@ -376,10 +366,7 @@ async def test_discard_deletes_the_bytes_and_the_listing_row(catalog) -> None:
 
 
 async def test_expired_upload_is_gone_and_the_cleanup_loop_deletes_its_bytes(catalog) -> None:
-    created = await create(
-        catalog.admin, 5000, metadata=metadata_header(**video_fields(catalog.unique_title()))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, 5000)
     upload_id = url.rstrip("/").rsplit("/", 1)[1]
     await patch(catalog.admin, url, 0, b"x" * 1000)
     tus = store(catalog)
@@ -452,10 +439,7 @@ def tus_requests(url: str) -> list[tuple[str, str, dict[str, str], bytes]]:
 async def test_a_normal_user_gets_403_and_anonymous_401_on_every_tus_endpoint(
     catalog, viewer, anonymous
 ) -> None:
-    created = await create(
-        catalog.admin, 10, metadata=metadata_header(**video_fields(catalog.unique_title()))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, 10)
     for method, path, headers, body in tus_requests(url):
         as_viewer = await viewer.request(method, path, headers=headers, content=body)
         assert as_viewer.status_code == 403, (method, as_viewer.text)
@@ -466,10 +450,7 @@ async def test_a_normal_user_gets_403_and_anonymous_401_on_every_tus_endpoint(
 
 
 async def test_cookie_admin_without_csrf_header_cannot_write(catalog) -> None:
-    created = await create(
-        catalog.admin, 10, metadata=metadata_header(**video_fields(catalog.unique_title()))
-    )
-    url = created.headers["Location"]
+    url = await new_upload(catalog, 10)
     cookies = dict(catalog.admin.cookies)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=catalog.app),

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Annotated
@@ -223,6 +225,19 @@ def existing_upload(store: TusStore, upload_id: str) -> TusUpload:
     return upload
 
 
+@contextlib.contextmanager
+def locked(store: TusStore, upload_id: str) -> Iterator[int]:
+    """The upload's data file under its write lock: 423 while another request holds it
+    (tus clients retry), 404 once the upload is gone."""
+    try:
+        with store.writer(upload_id) as fd:
+            yield fd
+    except UploadBusy:
+        raise refused(423, "Another request is writing to this upload; retry shortly.") from None
+    except FileNotFoundError:
+        raise refused(404, "No such upload (finished, discarded or expired).") from None
+
+
 # -- routes ----------------------------------------------------------------------------
 
 
@@ -303,9 +318,7 @@ async def upload_status(
     upload = existing_upload(store, upload_id)
     if upload.complete and upload.video_id is None:
         # All bytes arrived but catalog stopped before the video existed: finish now.
-        upload = await finish_locked(
-            upload, session=session, settings=settings, store=store, cache=cache
-        )
+        upload = await Completion(session, settings, store, cache).finish_locked(upload)
     return Response(status_code=200, headers=upload_headers(upload))
 
 
@@ -325,44 +338,37 @@ async def append_chunk(
     offset = upload_offset(request)
     checksum = chunk_checksum(request)
     existing_upload(store, upload_id)
-    try:
-        with store.writer(upload_id) as fd:
-            upload = existing_upload(store, upload_id)  # again, under the lock
-            if offset != upload.offset:
-                raise refused(
-                    409,
-                    f"Upload-Offset {offset} is not this upload's offset {upload.offset}; "
-                    "ask with HEAD and resume from there.",
-                    Upload_Offset=str(upload.offset),
-                )
-            if upload.video_id is None and not upload.complete:
-                upload.expires_at = utcnow() + timedelta(seconds=settings.tus_expiry_seconds)
+    with locked(store, upload_id) as fd:
+        upload = existing_upload(store, upload_id)  # again, under the lock
+        if offset != upload.offset:
+            raise refused(
+                409,
+                f"Upload-Offset {offset} is not this upload's offset {upload.offset}; "
+                "ask with HEAD and resume from there.",
+                Upload_Offset=str(upload.offset),
+            )
+        if upload.video_id is None and not upload.complete:
+            upload.expires_at = utcnow() + timedelta(seconds=settings.tus_expiry_seconds)
+            try:
                 await store.receive_chunk(upload, fd, request_body(request), checksum=checksum)
-            if upload.complete and upload.video_id is None:
-                upload = await finish(
-                    upload, session=session, settings=settings, store=store, cache=cache
-                )
-    except UploadBusy:
-        raise refused(423, "Another request is writing to this upload; retry shortly.") from None
-    except FileNotFoundError:
-        raise refused(404, "No such upload (finished, discarded or expired).") from None
-    except ChunkRefused as exc:
-        raise refused(exc.status_code, exc.detail) from exc
+            except ChunkRefused as exc:
+                raise refused(exc.status_code, exc.detail) from exc
+        if upload.complete and upload.video_id is None:
+            upload = await Completion(session, settings, store, cache).finish(upload)
     return Response(status_code=204, headers=upload_headers(upload))
 
 
 @tus.delete("/{upload_id}/", status_code=204, summary="Discard an upload (tus termination)")
 async def discard_upload(upload_id: str, request: Request, _: Admin, store: Store) -> Response:
     require_tus_version(request)
-    if store.load(upload_id) is None:
+    upload = store.load(upload_id)
+    if upload is None:
         raise refused(404, "No such upload.")
-    try:
-        with store.writer(upload_id):
-            store.delete(upload_id)
-    except UploadBusy:
-        raise refused(423, "A chunk is being written to this upload; retry shortly.") from None
-    except FileNotFoundError:  # a finished upload: only its record is left
+    if upload.video_id is not None:  # finished: only its record is left (the video stays)
         store.delete(upload_id)
+    else:
+        with locked(store, upload_id):
+            store.delete(upload_id)
     logger.info("tus upload %s discarded", upload_id)
     return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
 
@@ -370,75 +376,68 @@ async def discard_upload(upload_id: str, request: Request, _: Admin, store: Stor
 # -- completion ------------------------------------------------------------------------
 
 
-async def finish_locked(
-    upload: TusUpload,
-    *,
-    session: AsyncSession,
-    settings: CatalogSettings,
-    store: TusStore,
-    cache: ListCache,
-) -> TusUpload:
-    try:
-        with store.writer(upload.id):
-            upload = existing_upload(store, upload.id)
-            if upload.video_id is not None:
+@dataclass(frozen=True)
+class Completion:
+    """What turning a complete upload into a video needs (one request's resources)."""
+
+    session: AsyncSession
+    settings: CatalogSettings
+    store: TusStore
+    cache: ListCache
+
+    async def finish_locked(self, upload: TusUpload) -> TusUpload:
+        """`finish` for a request that does not hold the upload's lock yet (HEAD)."""
+        with locked(self.store, upload.id):
+            upload = existing_upload(self.store, upload.id)
+            if upload.video_id is not None:  # another request finished it meanwhile
                 return upload
-            return await finish(
-                upload, session=session, settings=settings, store=store, cache=cache
-            )
-    except UploadBusy:
-        raise refused(423, "The upload is being finished; retry shortly.") from None
-    except FileNotFoundError:
-        raise refused(404, "No such upload.") from None
+            return await self.finish(upload)
 
+    async def finish(self, upload: TusUpload) -> TusUpload:
+        """Turn a complete upload into a video: ffprobe, then the video row and its upload
+        event in one transaction. A file that is no video, or metadata no longer valid (its
+        category deleted meanwhile), discards the upload: nothing is left behind.
 
-async def finish(
-    upload: TusUpload,
-    *,
-    session: AsyncSession,
-    settings: CatalogSettings,
-    store: TusStore,
-    cache: ListCache,
-) -> TusUpload:
-    """Turn a complete upload into a video: ffprobe, then the video row and its upload
-    event in one transaction. A file that is no video, or metadata no longer valid (its
-    category deleted meanwhile), discards the upload: nothing is left behind.
-
-    The bytes are hard-linked to a temporary name that `create_video` renames into place,
-    so until the commit the upload itself is untouched and a crash loses nothing.
-    """
-    link = store.completion_path(upload.id)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.unlink(missing_ok=True)
-    os.link(store.data_path(upload.id), link)
-    try:
-        metadata = await service.parse_upload_metadata(session, upload.fields)
-        probe = await probe_video(
-            link, ffprobe=settings.ffprobe_binary, timeout=settings.ffprobe_timeout_seconds
-        )
-        video = await service.create_video(
-            session,
-            metadata=metadata,
-            upload=ReceivedUpload(
-                fields=upload.fields, temp_path=link, filename=upload.filename, size=upload.length
-            ),
-            probe=probe,
-            media_root=settings.media_root,
-        )
-    except (service.CatalogError, UploadRejected) as exc:
-        store.delete(upload.id)
-        logger.info("tus upload %s refused at completion: %s", upload.id, exc.errors)
-        raise TusError(exc.status_code, exc.errors) from exc
-    finally:
+        The bytes are hard-linked to a temporary name that `create_video` renames into place,
+        so until the commit the upload itself is untouched and a crash loses nothing.
+        """
+        link = self.store.completion_path(upload.id)
+        link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
-    upload.video_id = video.id
-    # The record stays until it expires, so a client resuming late learns the video's id.
-    upload.expires_at = utcnow() + timedelta(seconds=settings.tus_expiry_seconds)
-    store.save(upload)
-    store.data_path(upload.id).unlink(missing_ok=True)
-    await cache.invalidate()
-    logger.info("tus upload %s became video %s", upload.id, video.id)
-    return upload
+        os.link(self.store.data_path(upload.id), link)
+        try:
+            metadata = await service.parse_upload_metadata(self.session, upload.fields)
+            probe = await probe_video(
+                link,
+                ffprobe=self.settings.ffprobe_binary,
+                timeout=self.settings.ffprobe_timeout_seconds,
+            )
+            video = await service.create_video(
+                self.session,
+                metadata=metadata,
+                upload=ReceivedUpload(
+                    fields=upload.fields,
+                    temp_path=link,
+                    filename=upload.filename,
+                    size=upload.length,
+                ),
+                probe=probe,
+                media_root=self.settings.media_root,
+            )
+        except (service.CatalogError, UploadRejected) as exc:
+            self.store.delete(upload.id)
+            logger.info("tus upload %s refused at completion: %s", upload.id, exc.errors)
+            raise TusError(exc.status_code, exc.errors) from exc
+        finally:
+            link.unlink(missing_ok=True)
+        upload.video_id = video.id
+        # The record stays until it expires, so a client resuming late learns the video's id.
+        upload.expires_at = utcnow() + timedelta(seconds=self.settings.tus_expiry_seconds)
+        self.store.save(upload)
+        self.store.data_path(upload.id).unlink(missing_ok=True)
+        await self.cache.invalidate()
+        logger.info("tus upload %s became video %s", upload.id, video.id)
+        return upload
 
 
 # -- wiring ----------------------------------------------------------------------------
