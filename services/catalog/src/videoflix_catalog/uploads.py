@@ -135,9 +135,9 @@ class MultipartUploadReader:
         self._header_value = bytearray()
         self._part_name = ""
         self._field_bytes = bytearray()
-        # File bytes parsed but not yet written, and the file they go to.
+        # File bytes parsed but not yet written, and the file they go to (opened once the
+        # file part began and the file-start hook passed).
         self._pending = bytearray()
-        self._file_started = False
         self._file: BufferedWriter | None = None
         self._parser = MultipartParser(
             boundary,
@@ -184,7 +184,7 @@ class MultipartUploadReader:
             raise too_large(self._max_bytes)
 
     async def _write_what_was_parsed(self) -> None:
-        if self._file_started and self._file is None:
+        if self.filename is not None and self._file is None:
             if self._on_file_start is not None:
                 await self._on_file_start(dict(self.fields))
             self._file = await asyncio.to_thread(_create, self._temp_path)
@@ -247,7 +247,6 @@ class MultipartUploadReader:
         else:
             self.filename = raw_filename.decode("utf-8", "replace")
             self.state = ReadState.IN_FILE
-            self._file_started = True
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self.state is ReadState.IN_FILE:
