@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from videoflix_catalog.tus_store import (
-    INCOMING_DIR,
     TusStore,
     run_upload_sweeper,
     sweep_abandoned_uploads,
 )
+from videoflix_catalog.uploads import INCOMING_DIR
 from videoflix_shared.events import VideoUploaded
 from videoflix_shared.testing.plugin import wait_until_async
 

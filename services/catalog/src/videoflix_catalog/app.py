@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from videoflix_catalog.api import TUS_PATH, UPLOAD_PATH, admin, page, public
@@ -28,11 +27,9 @@ from videoflix_catalog.events import (
     run_sweeper,
 )
 from videoflix_catalog.list_cache import ListCache
-from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
 from videoflix_catalog.tus import install_tus
 from videoflix_catalog.tus_store import run_upload_sweeper
-from videoflix_catalog.uploads import UploadRejected
 from videoflix_shared.app import create_app as create_service_app
 from videoflix_shared.app import register_readiness_check
 from videoflix_shared.bus import EventBus
@@ -129,15 +126,9 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[public, admin, page],
         lifespan=lifespan,
-        # The uploads stream their bodies and enforce CATALOG_MAX_UPLOAD_BYTES themselves.
+        # The upload streams its body and enforces CATALOG_MAX_UPLOAD_BYTES itself.
         body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"), TUS_PATH.rstrip("/")),
     )
     install_tus(app, settings)
     app.mount("/admin/static", StaticFiles(directory=STATIC_DIR), name="admin-static")
-
-    @app.exception_handler(CatalogError)
-    @app.exception_handler(UploadRejected)
-    async def refused(request: Request, exc: CatalogError | UploadRejected) -> JSONResponse:
-        return JSONResponse(exc.errors, status_code=exc.status_code)
-
     return app

@@ -11,7 +11,7 @@ and the declared size before any byte is sent and answers the upload's URL; `PAT
 a chunk at the offset the client states (409 if it is not the server's); `HEAD` tells the
 offset to resume from; `DELETE` discards the upload. Once the last byte is stored, ffprobe
 checks the file and only then the video exists and `catalog.video.uploaded` leaves, through
-the same `service.create_video` as the single-request upload. The storage is tus_store.py.
+the same `service.record_upload` as the single-request upload. The storage is tus_store.py.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ from videoflix_catalog.tus_store import (
     TusUpload,
     UploadBusy,
 )
-from videoflix_catalog.uploads import ReceivedUpload, UploadRejected, probe_video
+from videoflix_catalog.uploads import too_large
+from videoflix_shared.error_responses import error_body, status_of
+from videoflix_shared.errors import DomainError
 from videoflix_shared.events import utcnow
 from videoflix_shared.text import UNSTORABLE_TEXT, is_storable
 
@@ -69,6 +71,11 @@ class TusError(Exception):
         self.status_code = status_code
         self.body = body
         self.headers = headers or {}
+
+
+def tus_error(error: DomainError) -> TusError:
+    """A refusal of the service layer (bad metadata, not a video) as the tus answer."""
+    return TusError(status_of(error), dict(error_body(error)))
 
 
 def refused(status_code: int, detail: str, **headers: str) -> TusError:
@@ -146,11 +153,7 @@ def declared_length(request: Request, max_bytes: int) -> int:
     if length == 0:
         raise TusError(400, {"file": ["The uploaded file is empty."]})
     if length > max_bytes:
-        raise refused(
-            413,
-            f"The file is larger than the maximum upload size of {max_bytes} bytes.",
-            Tus_Max_Size=str(max_bytes),
-        )
+        raise refused(413, too_large(max_bytes).message, Tus_Max_Size=str(max_bytes))
     return length
 
 
@@ -284,8 +287,8 @@ async def create_upload(
     extra = {key: fields.pop(key) for key in FILE_KEYS if key in fields}
     try:
         await service.parse_upload_metadata(session, fields)
-    except service.CatalogError as exc:
-        raise TusError(exc.status_code, exc.errors) from exc
+    except DomainError as exc:
+        raise tus_error(exc) from exc
     upload = store.create(
         length=length,
         fields=fields,
@@ -398,36 +401,29 @@ class Completion:
         event in one transaction. A file that is no video, or metadata no longer valid (its
         category deleted meanwhile), discards the upload: nothing is left behind.
 
-        The bytes are hard-linked to a temporary name that `create_video` renames into place,
+        The bytes are hard-linked to a temporary name that `record_upload` renames into place,
         so until the commit the upload itself is untouched and a crash loses nothing.
         """
         link = self.store.completion_path(upload.id)
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
         os.link(self.store.data_path(upload.id), link)
+        source = service.StagedSource(
+            path=link, size=upload.length, extension=service.safe_extension(upload.filename)
+        )
         try:
-            metadata = await service.parse_upload_metadata(self.session, upload.fields)
-            probe = await probe_video(
-                link,
-                ffprobe=self.settings.ffprobe_binary,
-                timeout=self.settings.ffprobe_timeout_seconds,
-            )
-            video = await service.create_video(
+            video = await service.record_upload(
                 self.session,
-                metadata=metadata,
-                upload=ReceivedUpload(
-                    fields=upload.fields,
-                    temp_path=link,
-                    filename=upload.filename,
-                    size=upload.length,
-                ),
-                probe=probe,
+                fields=upload.fields,
+                source=source,
                 media_root=self.settings.media_root,
+                ffprobe_bin=self.settings.ffprobe_binary,
+                probe_timeout=self.settings.ffprobe_timeout_seconds,
             )
-        except (service.CatalogError, UploadRejected) as exc:
+        except DomainError as exc:
             self.store.delete(upload.id)
-            logger.info("tus upload %s refused at completion: %s", upload.id, exc.errors)
-            raise TusError(exc.status_code, exc.errors) from exc
+            logger.info("tus upload %s refused at completion: %s", upload.id, exc.message)
+            raise tus_error(exc) from exc
         finally:
             link.unlink(missing_ok=True)
         upload.video_id = video.id

@@ -35,12 +35,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from videoflix_catalog.uploads import INCOMING_DIR  # single-request uploads' temporary files
 from videoflix_shared.events import utcnow
 
 logger = logging.getLogger(__name__)
 
 TUS_DIR = "uploads/.tus"
-INCOMING_DIR = "uploads/.incoming"  # single-request uploads' temporary files (uploads.py)
 WRITE_BYTES = 1024 * 1024  # write a chunk to disk in pieces of about this size
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
