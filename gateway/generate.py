@@ -215,6 +215,52 @@ def traefik_transport_name(timeout: int) -> str:
     return f"upstream-{timeout}s"
 
 
+def _traefik_route_middlewares(route: Route) -> tuple[list[str], list[str]]:
+    """The route's middleware names and their definitions (YAML lines)."""
+    names: list[str] = []
+    lines: list[str] = []
+    if route.strip_prefix:
+        names.append(f"{route.name}-strip-prefix")
+        lines += [
+            f"    {names[-1]}:",
+            "      stripPrefix:",
+            f"        prefixes: {_yaml_list([route.strip_prefix])}",
+        ]
+    if route.limits.max_body:
+        # Traefik caps a body only by buffering it (in memory up to 1 MiB, then on disk):
+        # fine for JSON and for tus chunks, which is why whole-file uploads have no cap.
+        names.append(f"{route.name}-body-limit")
+        lines += [
+            f"    {names[-1]}:",
+            "      buffering:",
+            f"        maxRequestBodyBytes: {route.limits.max_body}",
+        ]
+    return names, lines
+
+
+def _traefik_services(table: RouteTable, services: dict[str, tuple[str, int]]) -> list[str]:
+    """`services` (Traefik name -> table service, timeout) and their servers transports."""
+    for name in table.services:  # every table service is reachable under its own name
+        services.setdefault(name, (name, table.defaults.upstream_timeout))
+    out = ["  services:"]
+    for name, (service, timeout) in services.items():
+        out += [
+            f"    {name}:",
+            "      loadBalancer:",
+            f"        serversTransport: {_yaml(traefik_transport_name(timeout))}",
+            "        servers:",
+            f"          - url: {_yaml(table.container_upstream(service))}",
+        ]
+    out.append("  serversTransports:")
+    for timeout in sorted({t for _, t in services.values()}):
+        out += [
+            f"    {traefik_transport_name(timeout)}:",
+            "      forwardingTimeouts:",
+            f"        responseHeaderTimeout: {_yaml(f'{timeout}s')}",
+        ]
+    return out
+
+
 def render_traefik_dynamic(table: RouteTable) -> str:
     if any(r.name == FALLBACK_ROUTER for r in table.routes):
         raise ValueError(f"the route name {FALLBACK_ROUTER!r} is reserved for the catch-all router")
@@ -233,23 +279,8 @@ def render_traefik_dynamic(table: RouteTable) -> str:
             f"      priority: {priorities[r.name]}",
             f"      service: {_yaml(service)}",
         ]
-        names = []
-        if r.strip_prefix:
-            names.append(f"{r.name}-strip-prefix")
-            middlewares += [
-                f"    {names[-1]}:",
-                "      stripPrefix:",
-                f"        prefixes: {_yaml_list([r.strip_prefix])}",
-            ]
-        if r.limits.max_body:
-            # Traefik caps a body only by buffering it (in memory up to 1 MiB, then on disk):
-            # fine for JSON and for tus chunks, which is why whole-file uploads have no cap.
-            names.append(f"{r.name}-body-limit")
-            middlewares += [
-                f"    {names[-1]}:",
-                "      buffering:",
-                f"        maxRequestBodyBytes: {r.limits.max_body}",
-            ]
+        names, definitions = _traefik_route_middlewares(r)
+        middlewares += definitions
         if names:
             routers.append(f"      middlewares: {_yaml_list(names)}")
     fallback = traefik_service_name(table, table.fallback, table.defaults)
@@ -270,33 +301,17 @@ def render_traefik_dynamic(table: RouteTable) -> str:
         "      replacePath:",
         f"        path: {_yaml(NOT_FOUND_PATH)}",
     ]
-    for name in table.services:  # every table service is reachable under its own name
-        services.setdefault(name, (name, table.defaults.upstream_timeout))
-    rendered_services = ["  services:"]
-    for name, (service, timeout) in services.items():
-        rendered_services += [
-            f"    {name}:",
-            "      loadBalancer:",
-            f"        serversTransport: {_yaml(traefik_transport_name(timeout))}",
-            "        servers:",
-            f"          - url: {_yaml(table.container_upstream(service))}",
-        ]
-    transports = ["  serversTransports:"]
-    for timeout in sorted({t for _, t in services.values()}):
-        transports += [
-            f"    {traefik_transport_name(timeout)}:",
-            "      forwardingTimeouts:",
-            f"        responseHeaderTimeout: {_yaml(f'{timeout}s')}",
-        ]
     out = [
         "# Generated from gateway/routes.toml by `python -m gateway.generate traefik`; do not edit.",
         "# Traefik v3 dynamic configuration (file provider) for docker compose. Routers carry",
         "# explicit priorities so the table's first-match order holds.",
         "http:",
         *routers,
+        "  middlewares:",
+        *middlewares,
+        *_traefik_services(table, services),
+        "",
     ]
-    out += ["  middlewares:", *middlewares]
-    out += [*rendered_services, *transports, ""]
     text = "\n".join(out)
     if "{{" in text:  # Traefik runs every dynamic file through Go templating first
         raise ValueError("a route contains '{{', which Traefik would read as a template action")

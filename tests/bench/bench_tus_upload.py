@@ -135,20 +135,85 @@ def measure(pid: int, run) -> tuple[object, RssSampler]:
     return result, sampler
 
 
+def single_request_phase(
+    pid: int, port: int, token: str, clip: bytes, total: int, media: Path
+) -> Phase:
+    (status, body, seconds), rss = measure(
+        pid, lambda: single_request_upload(port, token, clip, total)
+    )
+    stored = media / f"uploads/{body.get('id')}/source.ts"
+    size = stored.stat().st_size if stored.exists() else -1
+    shutil.rmtree(stored.parent, ignore_errors=True)  # the disk needs to hold one copy only
+    return Phase(
+        "single request",
+        status == 202 and size == total,
+        seconds,
+        rss.peak_own,
+        rss.peak_children,
+        f"{status}, {size:,} bytes stored",
+    )
+
+
+def tus_phase(
+    pid: int, port: int, token: str, clip: bytes, total: int, media: Path, chunk_mb: int
+) -> Phase:
+    (accepted, video_id, seconds, sent_sha), rss = measure(
+        pid, lambda: tus_upload(port, token, clip, total, chunk_mb * 1000 * 1000)
+    )
+    stored = media / f"uploads/{video_id}/source.ts"
+    same = accepted and stored.exists() and sha256_of(stored) == sent_sha
+    detail = f"video {video_id}, sha256 {'identical' if same else 'DIFFERENT'}"
+    return Phase(
+        f"tus, {chunk_mb} MB chunks",
+        same,
+        seconds,
+        rss.peak_own,
+        rss.peak_children,
+        detail if accepted else video_id,
+    )
+
+
+def report(phases: list[Phase], total: int, idle: int) -> bool:
+    """Print the table and the checks; True when all pass."""
+    reference, tus = phases
+    ratio = reference.seconds / tus.seconds if tus.seconds and reference.seconds else 0.0
+    print(
+        f"\n{total:,} bytes ({total / 1024**3:g} GiB) to one catalog process; "
+        f"RSS idle {idle / 1e6:.1f} MB"
+    )
+    print(
+        f"{'path':<22}{'time':>9}{'MB/s':>8}{'vs single':>11}{'peak RSS server':>17}"
+        f"{'ffprobe':>9}  result"
+    )
+    for phase in phases:
+        print(
+            f"{phase.name:<22}{phase.seconds:>8.1f}s{total / phase.seconds / 1e6:>8.0f}"
+            f"{reference.seconds / phase.seconds:>10.2f}x{phase.peak_own / 1e6:>14.1f} MB"
+            f"{phase.peak_children / 1e6:>6.0f} MB  {phase.detail}"
+        )
+    tus_mb = tus.peak_own / 1e6
+    checks = {
+        "both uploads stored exactly": reference.ok and tus.ok,
+        f"tus throughput >= {TARGET_RATIO}x single request ({ratio:.2f}x)": ratio >= TARGET_RATIO,
+        f"tus peak RSS of the server < {LIMIT_MB} MB ({tus_mb:.1f} MB)": tus_mb < LIMIT_MB,
+    }
+    for check, passed in checks.items():
+        print(f"{'PASS' if passed else 'FAIL'}  {check}")
+    return all(checks.values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=2.0, help="upload size in GiB")
     parser.add_argument("--chunk-mb", type=int, default=50, help="tus chunk size in MB")
     args = parser.parse_args()
     total = int(args.gib * 1024**3)
-    chunk = args.chunk_mb * 1000 * 1000
 
     names = Hermetic.new()
     issuer = TestTokenIssuer()
     token = issuer.token(user_id=1, email="admin@example.com", is_admin=True, ttl=3600)
     work = Path(tempfile.mkdtemp(prefix="videoflix-bench-tus-"))
     media = work / "media"
-    phases: list[Phase] = []
     try:
         clip = make_clip(work / "clip.ts")
         ensure_database(names.database_url)
@@ -161,70 +226,14 @@ def main() -> int:
                 pid = server_pid(port)
                 time.sleep(1)  # let startup settle (NATS connect, first JWKS fetch)
                 idle = psutil.Process(pid).memory_info().rss
-
-                (status, body, seconds), rss = measure(
-                    pid, lambda: single_request_upload(port, token, clip, total)
-                )
-                stored = media / f"uploads/{body.get('id')}/source.ts"
-                size = stored.stat().st_size if stored.exists() else -1
-                phases.append(
-                    Phase(
-                        "single request",
-                        status == 202 and size == total,
-                        seconds,
-                        rss.peak_own,
-                        rss.peak_children,
-                        f"{status}, {size:,} bytes stored",
-                    )
-                )
-                shutil.rmtree(stored.parent, ignore_errors=True)  # the disk holds one copy
-
-                (accepted, video_id, seconds, sent_sha), rss = measure(
-                    pid, lambda: tus_upload(port, token, clip, total, chunk)
-                )
-                stored = media / f"uploads/{video_id}/source.ts"
-                same = accepted and stored.exists() and sha256_of(stored) == sent_sha
-                phases.append(
-                    Phase(
-                        f"tus, {args.chunk_mb} MB chunks",
-                        same,
-                        seconds,
-                        rss.peak_own,
-                        rss.peak_children,
-                        f"video {video_id}, sha256 {'identical' if same else 'DIFFERENT'}"
-                        if accepted
-                        else video_id,
-                    )
-                )
+                phases = [
+                    single_request_phase(pid, port, token, clip, total, media),
+                    tus_phase(pid, port, token, clip, total, media, args.chunk_mb),
+                ]
     finally:
         names.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-
-    reference, tus = phases
-    ratio = reference.seconds / tus.seconds if tus.seconds and reference.seconds else 0.0
-    print(
-        f"\n{total:,} bytes ({args.gib:g} GiB) to one catalog process; RSS idle {idle / 1e6:.1f} MB"
-    )
-    print(
-        f"{'path':<22}{'time':>9}{'MB/s':>8}{'vs single':>11}{'peak RSS server':>17}"
-        f"{'ffprobe':>9}  result"
-    )
-    for phase in phases:
-        print(
-            f"{phase.name:<22}{phase.seconds:>8.1f}s{total / phase.seconds / 1e6:>8.0f}"
-            f"{reference.seconds / phase.seconds:>10.2f}x{phase.peak_own / 1e6:>14.1f} MB"
-            f"{phase.peak_children / 1e6:>6.0f} MB  {phase.detail}"
-        )
-    checks = {
-        "both uploads stored exactly": reference.ok and tus.ok,
-        f"tus throughput >= {TARGET_RATIO}x single request ({ratio:.2f}x)": ratio >= TARGET_RATIO,
-        f"tus peak RSS of the server < {LIMIT_MB} MB ({tus.peak_own / 1e6:.1f} MB)": tus.peak_own
-        / 1e6
-        < LIMIT_MB,
-    }
-    for check, passed in checks.items():
-        print(f"{'PASS' if passed else 'FAIL'}  {check}")
-    return 0 if all(checks.values()) else 1
+    return 0 if report(phases, total, idle) else 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,65 @@ async def fill_form(page, title: str, clip: Path) -> None:
     await page.set_input_files("#upload-file", str(clip))
 
 
+class UploadTraffic:
+    """The page's tus requests as the network sees them: the Upload-Offset of every PATCH
+    and every POST, per page load; while `cut`, PATCHes fail as if the link dropped."""
+
+    def __init__(self) -> None:
+        self.load = "first"
+        self.cut = False
+        self.refused = 0
+        self.patches: list[tuple[str, int]] = []
+        self.posts: list[str] = []
+
+    async def route(self, route) -> None:
+        request = route.request
+        if request.method == "PATCH":
+            if self.cut:  # nothing reaches catalog
+                self.refused += 1
+                await route.abort()
+                return
+            self.patches.append((self.load, int(request.headers["upload-offset"])))
+        elif request.method == "POST":
+            self.posts.append(self.load)
+        await route.continue_()
+
+    def offsets(self, load: str) -> list[int]:
+        return [offset for at, offset in self.patches if at == load]
+
+
+async def upload_until_the_link_drops(page, traffic: UploadTraffic, title: str, clip: Path):
+    from playwright.async_api import expect
+
+    await expect(page.locator("#upload-category option")).not_to_have_count(0)
+    await fill_form(page, title, clip)
+    await page.click("#upload-submit")
+    await wait_until_async(lambda: len(traffic.patches) >= 3, timeout=30, what="3 chunks")
+    traffic.cut = True
+    await wait_until_async(lambda: traffic.refused >= 1, timeout=30, what="a dropped chunk")
+
+
+async def servers_offset(catalog, title: str) -> tuple[dict, int]:
+    upload = next(u for u in (await catalog.admin.get(TUS)).json() if u["title"] == title)
+    head = await catalog.admin.head(upload["location"], headers={"Tus-Resumable": "1.0.0"})
+    return upload, int(head.headers["Upload-Offset"])
+
+
+async def reload_and_choose_the_file_again(page, traffic: UploadTraffic, upload: dict, clip):
+    from playwright.async_api import expect
+
+    traffic.load, traffic.cut = "reloaded", False
+    await page.reload()
+    # The page lists the unfinished upload with what the server has.
+    unfinished = page.locator(f"#unfinished-body tr[data-upload-id='{upload['id']}']")
+    await expect(unfinished).to_contain_text(upload["title"])
+    await expect(page.locator("#upload-category option")).not_to_have_count(0)
+    await fill_form(page, upload["title"], clip)
+    await page.click("#upload-submit")
+    await expect(page.locator("#upload-message")).to_contain_text("uploaded", timeout=60_000)
+    await expect(unfinished).to_have_count(0)
+
+
 async def test_reloaded_page_resumes_the_upload_from_the_servers_offset(
     catalog, catalog_env: dict[str, str], token_issuer, tmp_path: Path
 ) -> None:
@@ -38,63 +97,23 @@ async def test_reloaded_page_resumes_the_upload_from_the_servers_offset(
     data = clip.read_bytes()
     assert len(data) > 5 * CHUNK, "the clip must take several chunks"
     title = catalog.unique_title("Resumed")
-    patches: list[tuple[str, int]] = []  # (page load, Upload-Offset) of every PATCH sent
-    posts: list[str] = []
-    state = {"load": "first", "hold": False, "held": 0}
-
+    traffic = UploadTraffic()
     with ServerThread(create_app(make_settings(catalog_env))) as server:
         async with chromium() as browser:
             page = await admin_page(browser, server.url, token_issuer)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-            async def on_upload_request(route) -> None:
-                request = route.request
-                if request.method == "PATCH":
-                    if state["hold"]:  # the connection drops: nothing reaches catalog
-                        state["held"] += 1
-                        await route.abort()
-                        return
-                    offset = int(request.headers["upload-offset"])
-                    patches.append((state["load"], offset))
-                elif request.method == "POST":
-                    posts.append(state["load"])
-                await route.continue_()
-
-            await page.route(f"**{TUS}**", on_upload_request)
+            await page.route(f"**{TUS}**", traffic.route)
             await page.goto(f"{server.url}/admin/?chunk_size={CHUNK}")
-            await expect(page.locator("#admin-section")).to_be_visible()
-            await expect(page.locator("#upload-category option")).not_to_have_count(0)
-            await fill_form(page, title, clip)
-            await page.click("#upload-submit")
 
-            # A few chunks arrive, then the connection fails and the page is reloaded.
-            await wait_until_async(lambda: len(patches) >= 3, timeout=30, what="3 chunks")
-            state["hold"] = True
-            await wait_until_async(lambda: state["held"] >= 1, timeout=30, what="a cut")
-            listed = (await catalog.admin.get(TUS)).json()
-            upload = next(u for u in listed if u["title"] == title)
-            head = await catalog.admin.head(upload["location"], headers={"Tus-Resumable": "1.0.0"})
-            offset_before_reload = int(head.headers["Upload-Offset"])
+            await upload_until_the_link_drops(page, traffic, title, clip)
+            upload, offset_before_reload = await servers_offset(catalog, title)
             assert CHUNK <= offset_before_reload < len(data)
+            await reload_and_choose_the_file_again(page, traffic, upload, clip)
 
-            state["load"], state["hold"] = "reloaded", False
-            await page.reload()
-            await expect(page.locator("#admin-section")).to_be_visible()
-            # The page lists the unfinished upload with what the server has.
-            unfinished = page.locator(f"#unfinished-body tr[data-upload-id='{upload['id']}']")
-            await expect(unfinished).to_contain_text(title)
-            await expect(page.locator("#upload-category option")).not_to_have_count(0)
-            await fill_form(page, title, clip)
-            await page.click("#upload-submit")
-            await expect(page.locator("#upload-message")).to_contain_text(
-                "uploaded", timeout=60_000
-            )
-
-            resumed = [offset for load, offset in patches if load == "reloaded"]
-            assert resumed[0] == offset_before_reload, (patches, offset_before_reload)
-            assert resumed[0] > 0
-            assert posts == ["first"], "the reloaded page continued, it did not start over"
+            resumed = traffic.offsets("reloaded")
+            assert resumed[0] == offset_before_reload > 0, (traffic.patches, offset_before_reload)
+            assert traffic.posts == ["first"], "the reloaded page continued, it did not start over"
             assert await page.eval_on_selector("#upload-progress", "el => el.value") == 100
             assert await page.locator("#upload-stats").inner_text() != ""
 
@@ -103,11 +122,10 @@ async def test_reloaded_page_resumes_the_upload_from_the_servers_offset(
             video_id = int(await row.get_attribute("data-video-id"))
             source = catalog.settings.media_root / f"uploads/{video_id}/source.mp4"
             assert hashlib.sha256(source.read_bytes()).digest() == hashlib.sha256(data).digest()
-            await expect(unfinished).to_have_count(0)
-
             await catalog.bus.publish(catalog.completed_event(video_id))
-            status = page.locator(f"#status-{video_id}")
-            await expect(status).to_have_attribute("data-status", "ready")
+            await expect(page.locator(f"#status-{video_id}")).to_have_attribute(
+                "data-status", "ready"
+            )
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "catalog-admin-resumed-upload.png"))
             assert errors == []

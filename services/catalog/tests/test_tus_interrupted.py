@@ -205,71 +205,31 @@ def interrupted_patch(
         assert response.status_code != 204, "the chunk went through uninterrupted"
 
 
-def test_upload_survives_client_abort_catalog_kill_and_gateway_restart(stack, tmp_path) -> None:
-    data = film(tmp_path / "film.ts", 6 * CHUNK)
-    title = f"Interrupted {tmp_path.name[-8:]}"
-    headers = {**V, **stack["auth"]}
+def create_upload(stack: dict, data: bytes, title: str) -> str:
     created = httpx.post(
         stack["url"] + TUS,
         headers={
-            **headers,
+            **V,
+            **stack["auth"],
             "Upload-Length": str(len(data)),
             "Upload-Metadata": metadata_header(**video_fields(title, filename="film.ts")),
         },
         timeout=10,
     )
     assert created.status_code == 201, created.text
-    location = created.headers["Location"]
-    offsets = [0]
+    return created.headers["Location"]
 
-    def client_aborts() -> None:
-        raise ClientAborts
 
-    def kill_catalog() -> None:
-        stack["catalog"].kill(signal.SIGKILL)
-
-    def stop_gateway() -> None:
-        stack["gateway"].kill(signal.SIGTERM)
-
-    # 1. the client gives up mid-chunk: what arrived is kept
-    first = httpx.patch(
-        stack["url"] + location,
-        content=data[:CHUNK],
-        headers={
-            **headers,
-            "Upload-Offset": "0",
-            "Content-Type": "application/offset+octet-stream",
-        },
-        timeout=30,
-    )
-    assert first.status_code == 204, first.text
-    offsets.append(server_offset(stack, location))
-    interrupted_patch(stack, location, data, client_aborts)
-    time.sleep(0.5)  # catalog notices the disconnect
-    offsets.append(server_offset(stack, location))
-    assert offsets[-1] > offsets[-2], f"the received part of the chunk was kept: {offsets}"
-
-    # 2. catalog is killed mid-chunk and started again: it resumes from its record
-    interrupted_patch(stack, location, data, kill_catalog)
-    stack["start_catalog"]()
-    offsets.append(server_offset(stack, location))
-    assert offsets[-1] >= offsets[-2]
-
-    # 3. the gateway restarts mid-chunk
-    interrupted_patch(stack, location, data, stop_gateway)
-    stack["start_gateway"]()
-    offsets.append(server_offset(stack, location))
-    assert offsets[-1] >= offsets[-2]
-
-    # the rest, in whole chunks
-    offset = offsets[-1]
+def send_chunks(stack: dict, location: str, data: bytes, offset: int) -> httpx.Response:
+    """Whole chunks from `offset` to the end; the last answer."""
     response = None
     while offset < len(data):
         response = httpx.patch(
             stack["url"] + location,
             content=data[offset : offset + CHUNK],
             headers={
-                **headers,
+                **V,
+                **stack["auth"],
                 "Upload-Offset": str(offset),
                 "Content-Type": "application/offset+octet-stream",
             },
@@ -278,8 +238,38 @@ def test_upload_survives_client_abort_catalog_kill_and_gateway_restart(stack, tm
         assert response.status_code == 204, response.text
         offset = int(response.headers["Upload-Offset"])
     assert response is not None
-    video_id = int(response.headers["Video-Id"])
+    return response
 
+
+def test_upload_survives_client_abort_catalog_kill_and_gateway_restart(stack, tmp_path) -> None:
+    data = film(tmp_path / "film.ts", 6 * CHUNK)
+    title = f"Interrupted {tmp_path.name[-8:]}"
+    location = create_upload(stack, data, title)
+    assert send_chunks(stack, location, data[:CHUNK], 0).headers["Upload-Offset"] == str(CHUNK)
+    offsets = [0, server_offset(stack, location)]
+
+    def client_aborts() -> None:
+        raise ClientAborts
+
+    # 1. the client gives up mid-chunk: what arrived is kept
+    interrupted_patch(stack, location, data, client_aborts)
+    time.sleep(0.5)  # catalog notices the disconnect
+    offsets.append(server_offset(stack, location))
+    assert offsets[-1] > offsets[-2], f"the received part of the chunk was kept: {offsets}"
+
+    # 2. catalog is killed mid-chunk and started again: it resumes from its record
+    interrupted_patch(stack, location, data, lambda: stack["catalog"].kill(signal.SIGKILL))
+    stack["start_catalog"]()
+    offsets.append(server_offset(stack, location))
+    assert offsets[-1] >= offsets[-2]
+
+    # 3. the gateway restarts mid-chunk
+    interrupted_patch(stack, location, data, lambda: stack["gateway"].kill(signal.SIGTERM))
+    stack["start_gateway"]()
+    offsets.append(server_offset(stack, location))
+    assert offsets[-1] >= offsets[-2]
+
+    video_id = int(send_chunks(stack, location, data, offsets[-1]).headers["Video-Id"])
     source = stack["media"] / f"uploads/{video_id}/source.ts"
     assert hashlib.sha256(source.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     videos = httpx.get(stack["url"] + "/api/admin/videos/", headers=stack["auth"], timeout=10)
