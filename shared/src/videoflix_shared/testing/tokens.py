@@ -15,6 +15,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -35,7 +36,7 @@ class TestTokenIssuer:
         return {"keys": [{**jwk, "kid": self.kid, "alg": "RS256", "use": "sig"}]}
 
     def jwks_app(self) -> Starlette:
-        async def jwks(request: Any) -> JSONResponse:
+        async def jwks(_request: Request) -> JSONResponse:
             return JSONResponse(self.jwks())
 
         return Starlette(routes=[Route("/.well-known/jwks.json", jwks)])
