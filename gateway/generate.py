@@ -19,6 +19,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROUTES_FILE = Path(__file__).with_name("routes.toml")
 CADDYFILE = Path(__file__).with_name("Caddyfile")
@@ -54,7 +55,7 @@ class Route:
 
 @dataclass(frozen=True)
 class RouteTable:
-    services: dict[str, dict] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     fallback: str = ""
 

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 import redis
 
-from deploy.devstack import _terminate
 from videoflix_shared.testing.plugin import free_port
+from videoflix_shared.testing.processes import stop_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def test_stopping_a_private_server_started_by_this_launcher_does_not_wait_for_th
     """`make up` started it, so it is our child: it must be reaped, not polled as a zombie."""
     child = subprocess.Popen(["sleep", "60"])
     started = time.monotonic()
-    _terminate(child.pid, timeout=30)
+    stop_pid(child.pid, timeout=30)
     assert time.monotonic() - started < 5
     with pytest.raises(ChildProcessError):  # already reaped
         os.waitpid(child.pid, os.WNOHANG)

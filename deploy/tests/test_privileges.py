@@ -188,7 +188,8 @@ def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
 ) -> None:
     """Closed ports: make up starts PostgreSQL, Redis and NATS itself, each refusing
     anonymous clients, and the processes' own users work; a second start reuses them."""
-    from deploy import devstack
+    from deploy.devstack.provision import provision
+    from deploy.devstack.servers import stop_private_infra
 
     # Under the repo, not /tmp: when run as root, PostgreSQL runs as user postgres and must
     # be able to reach its data directory.
@@ -203,7 +204,7 @@ def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
     for name in ("REDIS_KEY_PREFIX", "NATS_SUBJECT_PREFIX", "NATS_STREAM_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     try:
-        first = devstack.provision(dict(env), data_dir, port_base=free_port())
+        first = provision(dict(env), data_dir, port_base=free_port())
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis(port=rd).get("videoflix:auth:x")
         with pytest.raises(psycopg.OperationalError, match="password"):
@@ -217,10 +218,10 @@ def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
         assert "ADMIN_PASSWORD" not in mailer
         assert "REDIS_URL" not in first["streaming"]
 
-        again = devstack.provision(dict(env), data_dir, port_base=free_port())  # still running
+        again = provision(dict(env), data_dir, port_base=free_port())  # still running
         assert again == first
     finally:
-        devstack.stop_private_infra(data_dir)
+        stop_private_infra(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -239,13 +240,13 @@ async def _connects(process_env: dict[str, str]) -> None:
 def test_each_process_sources_only_its_own_credentials_from_a_private_file(
     tmp_path: Path,
 ) -> None:
-    from deploy import devstack
+    from deploy.devstack.supervise import write_procfile
 
     per_process = {
         name: {"NATS_PASSWORD": f"secret-of-{name}", "NATS_USER": name}
         for name in privileges.PROCESS_PRINCIPALS
     }
-    procfile = devstack.write_procfile(tmp_path, 8000, per_process).read_text()
+    procfile = write_procfile(tmp_path, 8000, per_process).read_text()
     assert "secret-of-" not in procfile  # `ps` shows command lines
     for name in privileges.PROCESS_PRINCIPALS:
         env_file = tmp_path / "secrets" / f"{name}.env"
