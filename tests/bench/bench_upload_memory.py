@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 import psutil
-from bench_catalog_list import Hermetic, catalog_binary, running
+from harness import Hermetic, running, service_binary
 
 from videoflix_catalog.cli import MIGRATIONS
 from videoflix_shared.db import ensure_database, run_migrations
-from videoflix_shared.testing.plugin import NATS_URL, REDIS_URL, ServerThread, free_port
+from videoflix_shared.testing.plugin import ServerThread, free_port
 from videoflix_shared.testing.tokens import TestTokenIssuer
 
 LIMIT_MB = 150
@@ -150,7 +150,7 @@ def main() -> int:
     args = parser.parse_args()
     total = int(args.gib * 1024**3)
 
-    names = Hermetic.new()
+    names = Hermetic.new("catalog")
     issuer = TestTokenIssuer()
     token = issuer.token(user_id=1, email="admin@example.com", is_admin=True, ttl=3600)
     work = Path(tempfile.mkdtemp(prefix="videoflix-bench-upload-"))
@@ -167,19 +167,14 @@ def main() -> int:
                 "HTTP_PORT": str(port),
                 "CATALOG_WORKERS": "1",
                 "CATALOG_MAX_UPLOAD_BYTES": str(total + 1024**2),
-                "CATALOG_DATABASE_URL": names.database_url,
-                "REDIS_URL": REDIS_URL,
-                "REDIS_KEY_PREFIX": names.redis_prefix,
-                "NATS_URL": NATS_URL,
-                "NATS_SUBJECT_PREFIX": names.subject_prefix,
-                "NATS_STREAM_PREFIX": names.stream_prefix,
+                **names.env(),
                 "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
                 "JWT_ISSUER": issuer.issuer,
                 "JWT_AUDIENCE": issuer.audience,
                 "MEDIA_ROOT": str(work / "media"),
             }
             log = work / "catalog.log"
-            with running([catalog_binary(), "serve"], env=env, log=log):
+            with running([service_binary("catalog"), "serve"], env=env, log=log):
                 wait_ready(port)
                 pid = server_pid(port)
                 time.sleep(1)  # let startup settle (NATS connect, first JWKS fetch)
