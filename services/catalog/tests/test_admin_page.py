@@ -11,19 +11,11 @@ import pytest
 
 from videoflix_catalog.app import create_app
 from videoflix_shared.events import TranscodeProgress
+from videoflix_shared.testing.browser import CHROMIUM, CHROMIUM_ARGS
 from videoflix_shared.testing.plugin import ServerThread
 
 from .conftest import make_settings
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 pytestmark = [

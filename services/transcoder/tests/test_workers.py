@@ -17,6 +17,7 @@ from arq.jobs import Job
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import TranscodeCompleted, TranscodeProgress, VideoUploaded
 from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_shared.testing.processes import stop_processes
 from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.settings import TranscoderSettings
@@ -58,14 +59,7 @@ def spawn(transcoder_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
         return process
 
     yield start
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    stop_processes(processes)
 
 
 @pytest.fixture
