@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import stat
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import redis
 from arq.connections import RedisSettings, create_pool
 
 from deploy import privileges
+from deploy.tests.conftest import ClosedPorts
 from videoflix_shared.access import BY_NAME, redis_username
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import drop_database
@@ -184,23 +183,15 @@ def test_redis_user_names_follow_the_key_prefix() -> None:
 
 
 def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, closed_ports: ClosedPorts
 ) -> None:
     """Closed ports: make up starts PostgreSQL, Redis and NATS itself, each refusing
     anonymous clients, and the processes' own users work; a second start reuses them."""
     from deploy.devstack.provision import provision
     from deploy.devstack.servers import stop_private_infra
 
-    # Under the repo, not /tmp: when run as root, PostgreSQL runs as user postgres and must
-    # be able to reach its data directory.
-    data_dir = ROOT / ".data" / f"test-private-up-{uuid.uuid4().hex[:6]}"
-    pg, rd, nt = free_port(), free_port(), free_port()
-    env = {
-        "AUTH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_auth",
-        "CATALOG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_catalog",
-        "REDIS_URL": f"redis://127.0.0.1:{rd}/0",
-        "NATS_URL": f"nats://127.0.0.1:{nt}",
-    }
+    data_dir, env = closed_ports.data_dir, closed_ports.env()
+    pg, rd, nt = closed_ports.postgres, closed_ports.redis, closed_ports.nats
     for name in ("REDIS_KEY_PREFIX", "NATS_SUBJECT_PREFIX", "NATS_STREAM_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     try:
@@ -222,7 +213,6 @@ def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
         assert again == first
     finally:
         stop_private_infra(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _connects(process_env: dict[str, str]) -> None:
