@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from videoflix_shared.testing.plugin import free_port
+from videoflix_testing.plugin import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from videoflix_shared.access import BY_NAME, redis_username
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import drop_database
 from videoflix_shared.sealing import parse_key
-from videoflix_shared.testing.plugin import REDIS_URL, free_port
+from videoflix_testing.plugin import REDIS_URL, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

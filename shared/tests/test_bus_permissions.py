@@ -27,7 +27,7 @@ from videoflix_shared.events import (
     VideoUploaded,
     parse_event,
 )
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 
 NATS_SERVER = "/usr/sbin/nats-server"
 SUBJECT_PREFIX = "vfperm."  # prefixed like a test run's, to prove the rules follow prefixes

@@ -17,7 +17,7 @@ from videoflix_shared.events import PasswordResetRequested, UserRegistered, pars
 from videoflix_shared.outbox import OutboxMessage, OutboxRelay, add_event
 from videoflix_shared.sealing import SEALED_VERSION, Sealer, new_key
 from videoflix_shared.settings import CommonSettings
-from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
+from videoflix_testing.plugin import NATS_URL, free_port, wait_until_async
 
 SEALER = Sealer.from_text(new_key())
 

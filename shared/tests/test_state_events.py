@@ -14,7 +14,7 @@ from videoflix_shared.bus import EventBus
 from videoflix_shared.db import Base, create_engine, create_session_factory
 from videoflix_shared.events import VideoAccessChanged, VideoDeleted, parse_event
 from videoflix_shared.outbox import RELAY_LOCK_KEY, OutboxRelay, add_event
-from videoflix_shared.testing.plugin import NATS_URL
+from videoflix_testing.plugin import NATS_URL
 
 
 @pytest.fixture(scope="module")

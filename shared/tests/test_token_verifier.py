@@ -25,8 +25,8 @@ from videoflix_shared.security import (
     require_admin,
 )
 from videoflix_shared.settings import CommonSettings
-from videoflix_shared.testing.plugin import ServerThread
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import ServerThread
+from videoflix_testing.tokens import TestTokenIssuer
 
 
 @pytest.fixture(scope="module")

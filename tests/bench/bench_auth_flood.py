@@ -47,7 +47,7 @@ from sqlalchemy.engine import make_url
 
 from videoflix_auth.cli import MIGRATIONS
 from videoflix_shared.db import ensure_database, run_migrations
-from videoflix_shared.testing.plugin import free_port
+from videoflix_testing.plugin import free_port
 
 TARGET_P99_MS = 200.0
 PASSWORD = "Bench-Refresh-2026"

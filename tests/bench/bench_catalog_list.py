@@ -38,8 +38,8 @@ from videoflix_shared.db import (
     ensure_database,
     run_migrations,
 )
-from videoflix_shared.testing.plugin import ServerThread, free_port
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import ServerThread, free_port
+from videoflix_testing.tokens import TestTokenIssuer
 
 VIDEOS = 50
 LIST_PATH = "/api/video/"

@@ -37,8 +37,8 @@ from harness import running
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoAccessChanged
-from videoflix_shared.testing.plugin import ServerThread
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import ServerThread
+from videoflix_testing.tokens import TestTokenIssuer
 
 SEGMENT_TARGET_BYTES = 620 * 1024
 SEGMENT_PATH = "/api/video/1/720p/seg_00000.ts"

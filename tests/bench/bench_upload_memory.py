@@ -34,8 +34,8 @@ from harness import Hermetic, running, service_binary
 
 from videoflix_catalog.cli import MIGRATIONS
 from videoflix_shared.db import ensure_database, run_migrations
-from videoflix_shared.testing.plugin import ServerThread, free_port
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import ServerThread, free_port
+from videoflix_testing.tokens import TestTokenIssuer
 
 LIMIT_MB = 150
 CHUNK = 1024 * 1024

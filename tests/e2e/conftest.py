@@ -37,7 +37,7 @@ from tests.e2e.helpers.mail import Mailbox, link_params
 from tests.e2e.helpers.media import JOURNEY_CLIP_SECONDS, Clip, generate_clip
 from tests.e2e.helpers.stack import RunNames, Stack, existing_stack, launch
 from tests.e2e.helpers.steps import STEP_TIMINGS
-from videoflix_shared.testing.browser import (
+from videoflix_testing.browser import (
     CHROMIUM_MISSING,
     chromium_installed,
     chromium_launch_options,

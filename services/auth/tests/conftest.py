@@ -30,7 +30,7 @@ from videoflix_shared.bus import EventBus
 from videoflix_shared.db import run_migrations
 from videoflix_shared.events import parse_event
 from videoflix_shared.sealing import SEALED_VERSION, Sealer
-from videoflix_shared.testing.clients import asgi_client as client_for
+from videoflix_testing.clients import asgi_client as client_for
 
 PASSWORD = "Correct-Horse-42"
 

@@ -24,8 +24,8 @@ import redis.asyncio as aioredis
 from videoflix_auth.app import create_app
 from videoflix_shared.bus import EventBus
 from videoflix_shared.sealing import MissingMailTokenKey
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
-from videoflix_shared.testing.processes import stop_processes
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.processes import stop_processes
 
 from .conftest import raw_stream_messages, running
 

@@ -24,10 +24,10 @@ from videoflix_catalog.settings import CatalogSettings
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import run_migrations
 from videoflix_shared.events import Event, TranscodeCompleted, parse_event
-from videoflix_shared.testing.cleanup import delete_nats_streams
-from videoflix_shared.testing.clients import asgi_client
-from videoflix_shared.testing.plugin import wait_until_async
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.cleanup import delete_nats_streams
+from videoflix_testing.clients import asgi_client
+from videoflix_testing.plugin import wait_until_async
+from videoflix_testing.tokens import TestTokenIssuer
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 CSRF = "test-csrf-token"

@@ -11,8 +11,8 @@ import pytest
 
 from videoflix_catalog.app import create_app
 from videoflix_shared.events import TranscodeProgress
-from videoflix_shared.testing.browser import CHROMIUM, CHROMIUM_ARGS
-from videoflix_shared.testing.plugin import ServerThread
+from videoflix_testing.browser import CHROMIUM, CHROMIUM_ARGS
+from videoflix_testing.plugin import ServerThread
 
 from .conftest import make_settings
 

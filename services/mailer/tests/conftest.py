@@ -29,7 +29,7 @@ from videoflix_shared.app import create_app
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import Event, UserRegistered, utcnow
 from videoflix_shared.sealing import Sealer
-from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
+from videoflix_testing.plugin import NATS_URL, free_port, wait_until_async
 
 _test_numbers = itertools.count(1)
 

@@ -16,7 +16,7 @@ from videoflix_mailer.dead_letters import DeadLetterStore
 from videoflix_mailer.ledger import DeliveryLedger
 from videoflix_mailer.service import replay_dead_letter
 from videoflix_shared.redis import create_redis
-from videoflix_shared.testing.plugin import free_port, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until_async
 
 from .conftest import (
     RefusingHandler,

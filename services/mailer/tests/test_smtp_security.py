@@ -20,7 +20,7 @@ from videoflix_mailer.mailbox import Mailbox
 from videoflix_mailer.settings import MailerSettings
 from videoflix_mailer.sink import MailboxHandler
 from videoflix_mailer.smtp import DeliveryError, SmtpSender
-from videoflix_shared.testing.plugin import free_port
+from videoflix_testing.plugin import free_port
 
 from .conftest import user_registered
 

@@ -20,11 +20,11 @@ import pytest
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoAccessChanged
-from videoflix_shared.testing.cleanup import delete_nats_streams
-from videoflix_shared.testing.plugin import NATS_URL, ServerThread, wait_until
 from videoflix_streaming.access import AccessMap, Audience, audience_of
 from videoflix_streaming.app import create_app
 from videoflix_streaming.settings import StreamingSettings
+from videoflix_testing.cleanup import delete_nats_streams
+from videoflix_testing.plugin import NATS_URL, ServerThread, wait_until
 
 VIDEO_ID = 1
 MASTER_PLAYLIST = b"""#EXTM3U

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from videoflix_shared.testing.plugin import free_port, wait_until
-from videoflix_shared.testing.processes import stop_process
+from videoflix_testing.plugin import free_port, wait_until
+from videoflix_testing.processes import stop_process
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from videoflix_shared.app import create_app
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoDeleted, VideoUploaded
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_testing.plugin import wait_until_async
 from videoflix_transcoder import dispatcher
 from videoflix_transcoder.queue import VideoMarks, transcode_job_id
 from videoflix_transcoder.settings import TranscoderSettings

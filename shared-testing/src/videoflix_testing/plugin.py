@@ -23,8 +23,8 @@ import pytest
 import uvicorn
 
 from videoflix_shared.sealing import new_key as new_mail_token_key
-from videoflix_shared.testing.cleanup import delete_nats_streams, delete_redis_keys
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.cleanup import delete_nats_streams, delete_redis_keys
+from videoflix_testing.tokens import TestTokenIssuer
 
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
