@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends
 
-from videoflix_shared.app import create_app
+from videoflix_shared.app import create_service_app
 from videoflix_shared.security import (
     InvalidToken,
     JwksKeySource,
@@ -180,7 +180,7 @@ async def api(issuer):
     async def admin(p: Principal = Depends(require_admin)) -> dict:
         return {"ok": True}
 
-    app = create_app(service="t", settings=CommonSettings(), routers=[router])
+    app = create_service_app(service="t", settings=CommonSettings(), routers=[router])
     app.state.token_verifier = TokenVerifier(
         StaticKeySource(keys_from_jwks(issuer.jwks())),
         issuer=issuer.issuer,

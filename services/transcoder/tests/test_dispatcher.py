@@ -12,7 +12,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job, JobStatus
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from videoflix_shared.app import create_app
+from videoflix_shared.app import create_service_app
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoDeleted, VideoUploaded
 from videoflix_shared.testing.plugin import wait_until_async
@@ -31,7 +31,7 @@ def dispatch_settings(
 
 @pytest.fixture(scope="module")
 async def running_dispatcher(dispatch_settings: TranscoderSettings) -> AsyncIterator[None]:
-    app = create_app(service="transcoder-dispatcher", settings=dispatch_settings)
+    app = create_service_app(service="transcoder-dispatcher", settings=dispatch_settings)
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(app, stop))
     yield

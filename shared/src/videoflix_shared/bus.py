@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from videoflix_shared import access
-from videoflix_shared.events import STATE_STREAMS, STREAMS, Event, parse_event
+from videoflix_shared.events import AUTH_STREAM, STATE_STREAMS, STREAMS, Event, parse_event
 from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class EventBus:
         self.owned_streams = principal_streams(principal)
         self.user = user
         self.password = password
-        self.max_age = {"AUTH": AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
+        self.max_age = {AUTH_STREAM: AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
 

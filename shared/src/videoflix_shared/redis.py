@@ -19,7 +19,8 @@ def create_redis(settings: CommonSettings) -> Redis:
     )
 
 
-def key(settings: CommonSettings, *parts: object) -> str:
+def prefixed_key(settings: CommonSettings, *parts: object) -> str:
+    """`REDIS_KEY_PREFIX` + the parts joined with ":" (e.g. `<prefix>mailer:delivery:<id>`)."""
     return settings.redis_key_prefix + ":".join(str(p) for p in parts)
 
 

@@ -22,10 +22,10 @@ from videoflix_auth.passwords import PasswordHasher
 from videoflix_auth.ratelimit import RateLimiter
 from videoflix_auth.service import AuthService, InvalidAdmin, admin_configuration_problem
 from videoflix_auth.settings import AuthSettings
-from videoflix_shared.app import create_app as create_service_app
-from videoflix_shared.app import register_readiness_check
+from videoflix_shared.app import create_service_app, register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import check_database, create_engine, create_session_factory
+from videoflix_shared.events import AUTH_STREAM
 from videoflix_shared.logs import configure_logging
 from videoflix_shared.outbox import OutboxRelay
 from videoflix_shared.redis import create_redis
@@ -78,7 +78,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         session_factory = create_session_factory(engine)
         redis = create_redis(settings)
         bus = EventBus.from_settings(
-            settings, principal="auth", max_age={"AUTH": settings.stream_max_age_seconds}
+            settings, principal="auth", max_age={AUTH_STREAM: settings.stream_max_age_seconds}
         )
         relay = OutboxRelay(session_factory, bus)
         # Mail events are sealed as they enter the outbox (only auth and mailer hold the key).

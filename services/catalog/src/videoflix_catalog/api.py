@@ -167,7 +167,7 @@ async def upload_video(
         metadata = await _parse_metadata(session, upload.fields, partial=False)
         probe = await probe_video(
             upload.temp_path,
-            ffprobe=settings.ffprobe_binary,
+            ffprobe_bin=settings.ffprobe_bin,
             timeout=settings.ffprobe_timeout_seconds,
         )
         video = await service.create_video(

@@ -29,8 +29,7 @@ from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
 from videoflix_catalog.uploads import UploadRejected
-from videoflix_shared.app import create_app as create_service_app
-from videoflix_shared.app import register_readiness_check
+from videoflix_shared.app import create_service_app, register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import check_database, create_engine, create_session_factory
 from videoflix_shared.logs import configure_logging
@@ -61,7 +60,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         app.state.session_factory = session_factory
         app.state.redis = redis
         app.state.list_cache = list_cache
-        app.state.bus = bus
+        app.state.event_bus = bus
         app.state.access_backfilled = asyncio.Event()  # set once the start-up backfill is staged
         app.state.token_verifier = TokenVerifier(
             keys,

@@ -245,10 +245,10 @@ class ProbeResult:
 _IMAGE_FORMATS = re.compile(r"(^|,)(image2|[a-z0-9]+_pipe|apng|gif|webp)(,|$)")
 
 
-async def probe_video(path: Path, *, ffprobe: str, timeout: float) -> ProbeResult:
+async def probe_video(path: Path, *, ffprobe_bin: str, timeout: float) -> ProbeResult:
     """Ask ffprobe what `path` is; UploadRejected(415) unless it holds a video stream."""
     process = await asyncio.create_subprocess_exec(
-        ffprobe,
+        ffprobe_bin,
         "-v",
         "error",
         "-select_streams",

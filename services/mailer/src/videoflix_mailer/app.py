@@ -82,7 +82,7 @@ async def run_consumer(app: FastAPI, stop: asyncio.Event) -> None:
     bus = EventBus.from_settings(settings, principal="mailer")
     redis = create_redis(settings)
     mailer = build_mailer(settings, redis)
-    app.state.bus, app.state.redis, app.state.mailer = bus, redis, mailer
+    app.state.event_bus, app.state.redis, app.state.mailer = bus, redis, mailer
     register_readiness_check(app, "nats", bus.check)
     register_readiness_check(app, "redis", lambda: check_redis(redis))
     register_readiness_check(app, "smtp", mailer.sender.check)

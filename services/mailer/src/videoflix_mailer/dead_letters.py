@@ -16,7 +16,7 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
-from videoflix_shared.redis import key
+from videoflix_shared.redis import prefixed_key
 from videoflix_shared.settings import CommonSettings
 
 
@@ -79,10 +79,10 @@ class DeadLetterStore:
     def __init__(self, redis: Redis, settings: CommonSettings) -> None:
         self.redis = redis
         self.settings = settings
-        self.index_key = key(settings, "mailer", "dead-letters")
+        self.index_key = prefixed_key(settings, "mailer", "dead-letters")
 
     def _letter_key(self, letter_id: str) -> str:
-        return key(self.settings, "mailer", "dead-letter", letter_id)
+        return prefixed_key(self.settings, "mailer", "dead-letter", letter_id)
 
     async def add(self, letter: DeadLetter) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 
 from videoflix_shared.app import register_readiness_check
 from videoflix_shared.bus import parse_or_drop
-from videoflix_shared.events import VideoDeleted, VideoUploaded
+from videoflix_shared.events import CATALOG_STREAM, VideoDeleted, VideoUploaded
 from videoflix_transcoder.connections import connect_bus, connect_redis
 from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks, transcode_job_id
 from videoflix_transcoder.service import delete_video_media
@@ -84,7 +84,7 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
     register_readiness_check(app, "redis", pool.ping)
     try:
         await bus.consume(
-            stream="CATALOG",
+            stream=CATALOG_STREAM,
             durable=DURABLE,
             filter_subject=FILTER_SUBJECT,
             handler=CatalogEventHandler(settings=settings, pool=pool),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from videoflix_shared.redis import key
+from videoflix_shared.redis import prefixed_key
 from videoflix_transcoder.settings import TranscoderSettings
 
 TRANSCODE_FUNCTION = "transcode_video"
@@ -40,7 +40,7 @@ class VideoMarks:
         self.settings = settings
 
     def _key(self, video_id: int, what: str) -> str:
-        return key(self.settings, "transcoder", "video", video_id, what)
+        return prefixed_key(self.settings, "transcoder", "video", video_id, what)
 
     async def note_generation(self, video_id: int, generation: int) -> int:
         """Remember `generation` if it is the newest; returns the newest known."""
