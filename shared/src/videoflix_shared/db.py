@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated
 
 import psycopg
-from fastapi import Request
+from fastapi import Depends, Request
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -52,6 +53,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one session per request from `app.state.session_factory`."""
     async with request.app.state.session_factory() as session:
         yield session
+
+
+# A route's database session: `async def route(session: Session) -> ...`.
+Session = Annotated[AsyncSession, Depends(get_session)]
 
 
 async def check_database(engine: AsyncEngine) -> None:

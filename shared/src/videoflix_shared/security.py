@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import httpx
 import jwt
@@ -296,7 +296,15 @@ async def authenticate(request: Request) -> Principal:
     return replace(principal, via_cookie=True) if via_cookie else principal
 
 
-async def require_admin(principal: Principal = Depends(authenticate)) -> Principal:
+# The caller's verified identity as a route parameter: `principal: Authenticated`.
+Authenticated = Annotated[Principal, Depends(authenticate)]
+
+
+async def require_admin(principal: Authenticated) -> Principal:
     if not principal.is_admin:
         raise HTTPException(403, "Administrator rights required.")
     return principal
+
+
+# An administrator's verified identity (403 for anyone else): `_: Admin` guards a route.
+Admin = Annotated[Principal, Depends(require_admin)]

@@ -15,7 +15,6 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_auth import schemas
 from videoflix_auth.keys import KeySet
@@ -29,13 +28,12 @@ from videoflix_auth.service import (
     IssuedSession,
 )
 from videoflix_auth.settings import AuthSettings
-from videoflix_shared.db import get_session
+from videoflix_shared.db import Session
 from videoflix_shared.security import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
     REFRESH_COOKIE,
-    Principal,
-    authenticate,
+    Authenticated,
     csrf_matches,
     unauthorized,
 )
@@ -55,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
-Session = Annotated[AsyncSession, Depends(get_session)]
 # Declared so the OpenAPI document (and the fuzzer) know the cookie-only endpoints.
 RefreshCookie = Annotated[str | None, Cookie(alias=REFRESH_COOKIE)]
 CsrfCookie = Annotated[str | None, Cookie(alias=CSRF_COOKIE)]
@@ -76,6 +73,7 @@ def get_keys(request: Request) -> KeySet:
 
 Service = Annotated[AuthService, Depends(get_service)]
 Settings = Annotated[AuthSettings, Depends(get_settings)]
+SigningKeys = Annotated[KeySet, Depends(get_keys)]
 
 
 def client_ip(request: Request) -> str:
@@ -246,9 +244,7 @@ async def password_confirm(
 
 
 @router.get("/api/user/", response_model=schemas.UserResponse)
-async def current_user(
-    session: Session, service: Service, principal: Annotated[Principal, Depends(authenticate)]
-) -> dict:
+async def current_user(session: Session, service: Service, principal: Authenticated) -> dict:
     user = await service.get_user(session, user_id=principal.user_id)
     if user is None:
         raise unauthorized("This account no longer exists or is inactive.")
@@ -262,7 +258,7 @@ async def current_user(
 
 @router.get("/.well-known/jwks.json", response_model=schemas.JwksResponse)
 @router.get("/api/auth/jwks/", response_model=schemas.JwksResponse, include_in_schema=False)
-async def jwks(keys: Annotated[KeySet, Depends(get_keys)]) -> JSONResponse:
+async def jwks(keys: SigningKeys) -> JSONResponse:
     # Short cache: verifiers refetch on an unknown kid anyway, so rotation is not delayed.
     return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 

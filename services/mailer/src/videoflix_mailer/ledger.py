@@ -76,4 +76,5 @@ class DeliveryLedger:
         await self._release(keys=[self._key(event_id)], args=[token])
 
     async def was_sent(self, event_id: str) -> bool:
-        return await self.redis.get(self._key(event_id)) == SENT
+        value: bytes | None = await self.redis.get(self._key(event_id))
+        return value == SENT

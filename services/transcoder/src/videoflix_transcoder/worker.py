@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from datetime import timedelta
 from typing import Any
 
@@ -112,7 +113,7 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
 
 
 async def _stop_worker(worker: Worker, running: asyncio.Task[None]) -> None:
-    worker.handle_sig(2)  # cancels running jobs: they go back to the queue for a retry
+    worker.handle_sig(signal.SIGINT)  # cancels running jobs: they go back to the queue for a retry
     with contextlib.suppress(BaseException):
         await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
     with contextlib.suppress(BaseException):
