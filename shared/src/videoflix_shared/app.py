@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -58,7 +58,9 @@ class JSONCORSMiddleware(CORSMiddleware):
             if k.lower() not in ("content-length", "content-type")
         }
         return JSONResponse(
-            {"detail": response.body.decode()}, status_code=response.status_code, headers=headers
+            {"detail": bytes(response.body).decode()},
+            status_code=response.status_code,
+            headers=headers,
         )
 
 
@@ -157,7 +159,7 @@ class _EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the process that embeds it."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 

@@ -142,8 +142,9 @@ class EventBus:
         for name in self.owned_streams:
             subjects = STREAMS[name]
             state = name in STATE_STREAMS  # the last message per subject, kept for good
+            stream_name = self.stream(name)
             config = StreamConfig(
-                name=self.stream(name),
+                name=stream_name,
                 subjects=[self.subject(subjects)],
                 storage=StorageType.FILE,
                 duplicate_window=120,
@@ -151,7 +152,7 @@ class EventBus:
                 max_msgs_per_subject=1 if state else -1,
             )
             try:
-                await self.js.stream_info(config.name)
+                await self.js.stream_info(stream_name)
                 await self.js.update_stream(config)
             except NotFoundError:
                 await self.js.add_stream(config)

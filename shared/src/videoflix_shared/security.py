@@ -263,7 +263,9 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def csrf_matches(cookie: str | None, header: str | None) -> bool:
-    return bool(cookie) and bool(header) and hmac.compare_digest(cookie.encode(), header.encode())
+    if not cookie or not header:
+        return False
+    return hmac.compare_digest(cookie.encode(), header.encode())
 
 
 def unauthorized(detail: str = "Authentication credentials were not provided.") -> HTTPException:
