@@ -189,7 +189,12 @@ class RefusingHandler(MailboxHandler):
         self.refused_at: list[float] = []  # monotonic time of each refused DATA
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
+        self,
+        _server: SMTP,
+        _session: Session,
+        envelope: Envelope,
+        address: str,
+        _rcpt_options: list[str],
     ) -> str:
         if self.rcpt_refusal:
             return self.rcpt_refusal

@@ -201,7 +201,7 @@ async def test_progress_is_published_every_five_percent_or_five_seconds(
     published: list[float] = []
 
     class RecordingBus:
-        async def publish(self, event: TranscodeProgress, *, timeout: float) -> None:
+        async def publish(self, event: TranscodeProgress, **_options: float) -> None:
             published.append(event.percent)
 
     clock = [100.0]
