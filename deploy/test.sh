@@ -18,6 +18,9 @@ echo "== types (mypy --strict)"
 $RUN mypy
 echo "== import contract"
 $RUN lint-imports
+echo "== dependencies: uv.lock matches the pyproject files; each package alone runs"
+$UV lock --check --quiet
+$RUN python -m deploy.package_check --uv "$UV"
 
 echo "== tests"
 mkdir -p test-artifacts

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 UV=$(command -v uv || echo "python3 -m uv")
-RUN="$UV run --frozen --all-packages"
+RUN="$UV run --frozen --all-packages --group bench"  # deploy/install.sh INSTALL_BENCH=1 synced it
 eval "$($RUN python -m deploy.devstack infra --data-dir .data/test-infra --print-env)"
 mkdir -p test-artifacts/bench
 status=0

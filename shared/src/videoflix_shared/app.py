@@ -2,7 +2,8 @@
 
 It wires what the API contract asks of all services alike: CORS for the configured
 frontend origins (echoed, never `*`, with credentials), request ids, JSON errors for every
-status, a request body cap, `/healthz` (liveness), `/readyz` (readiness: the service's real
+status (the handlers of `error_responses`: the one mapping of domain errors to HTTP), a
+request body cap, `/healthz` (liveness), `/readyz` (readiness: the service's real
 dependencies) and Prometheus `/metrics`.
 """
 
@@ -21,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 
-from videoflix_shared.errors import install_error_handlers
+from videoflix_shared.error_responses import install_error_handlers
 from videoflix_shared.middleware import (
     BodySizeLimitMiddleware,
     MetricsMiddleware,

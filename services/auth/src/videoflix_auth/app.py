@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from videoflix_auth.api import install_exception_handlers, router
+from videoflix_auth.api import router
 from videoflix_auth.keys import load_key_set
 from videoflix_auth.passwords import PasswordHasher
 from videoflix_auth.ratelimit import RateLimiter
@@ -138,5 +138,4 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Accounts, RS256 cookie sessions, JWKS and email flows.",
     )
-    install_exception_handlers(app)
     return app

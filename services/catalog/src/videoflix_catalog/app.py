@@ -14,8 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from videoflix_catalog.api import UPLOAD_PATH, admin, page, public
@@ -26,9 +25,7 @@ from videoflix_catalog.events import (
     run_sweeper,
 )
 from videoflix_catalog.list_cache import ListCache
-from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
-from videoflix_catalog.uploads import UploadRejected
 from videoflix_shared.app import create_service_app, register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import check_database, create_engine, create_session_factory
@@ -124,10 +121,4 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"),),
     )
     app.mount("/admin/static", StaticFiles(directory=STATIC_DIR), name="admin-static")
-
-    @app.exception_handler(CatalogError)
-    @app.exception_handler(UploadRejected)
-    async def refused(request: Request, exc: CatalogError | UploadRejected) -> JSONResponse:
-        return JSONResponse(exc.errors, status_code=exc.status_code)
-
     return app
