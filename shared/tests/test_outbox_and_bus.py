@@ -89,11 +89,15 @@ async def test_event_committed_with_state_is_published_once(session_factory, own
 
 async def test_rolled_back_transaction_publishes_nothing(session_factory):
     event = registered("rollback@example.com")
-    with pytest.raises(RuntimeError):
+
+    async def change_state_and_fail() -> None:
         async with session_factory() as session, session.begin():
             add_event(session, event)
             await session.flush()
             raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError, match="the state change failed"):
+        await change_state_and_fail()
     async with session_factory() as session:
         count = await session.scalar(select(func.count()).where(OutboxMessage.id == event.event_id))
     assert count == 0

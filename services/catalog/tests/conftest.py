@@ -87,7 +87,9 @@ def settings(catalog_env: dict[str, str]) -> CatalogSettings:
 async def app(settings: CatalogSettings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
-        await wait_until_async(lambda: application.state.bus.is_connected, what="NATS connection")
+        await wait_until_async(
+            lambda: application.state.event_bus.is_connected, what="NATS connection"
+        )
         yield application
 
 

@@ -55,7 +55,7 @@ def server_tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLConte
     return context
 
 
-def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+def authenticate(_server, _session, _envelope, _mechanism, auth_data) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and auth_data == (b"mailer", b"s3cret")
     return AuthResult(success=ok, handled=False)
 
