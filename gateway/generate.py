@@ -19,6 +19,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROUTES_FILE = Path(__file__).with_name("routes.toml")
 CADDYFILE = Path(__file__).with_name("Caddyfile")
@@ -65,7 +66,7 @@ class Route:
 
 @dataclass(frozen=True)
 class RouteTable:
-    services: dict[str, dict] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     fallback: str = ""
     defaults: Limits = Limits(max_body=0, upstream_timeout=60)  # [defaults]; the fallback's

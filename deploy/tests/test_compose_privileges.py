@@ -26,7 +26,8 @@ from deploy.tests.test_env_example import settings_env_names
 from videoflix_shared.access import BY_NAME, PRINCIPALS
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import UserRegistered
-from videoflix_shared.testing.plugin import POSTGRES_URL, free_port, wait_until
+from videoflix_testing.plugin import POSTGRES_URL, free_port, wait_until
+from videoflix_shared.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -222,8 +223,7 @@ def compose_redis(tmp_path: Path) -> Iterator[int]:
         wait_until(lambda: redis.Redis(port=port).ping(), timeout=15, what="compose redis")
         yield port
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, timeout=10)
 
 
 def test_redis_acl_script_gives_each_user_its_own_keys_and_anonymous_only_ping(
@@ -270,8 +270,7 @@ def compose_nats(tmp_path: Path) -> Iterator[str]:
         )
         yield f"nats://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, timeout=10)
 
 
 def test_nats_config_refuses_forged_auth_events_from_the_transcoder(compose_nats: str) -> None:

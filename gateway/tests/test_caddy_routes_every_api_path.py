@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from gateway.generate import NOT_FOUND_PATH, load_routes, render_caddyfile
-from videoflix_shared.testing.plugin import ServerThread
+from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import ServerThread
 
 pytestmark = pytest.mark.skipif(
     shutil.which("caddy") is None, reason="caddy is not installed (make install)"
@@ -136,8 +137,7 @@ def gateway(tmp_path_factory):
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.1)
     yield url, servers, base
-    proc.terminate()
-    proc.wait(10)
+    stop_process(proc, timeout=10)
     for server in servers:
         server.__exit__(None, None, None)
 
@@ -195,8 +195,7 @@ def test_upstream_down_gives_json_502(tmp_path):
         assert r.headers["content-type"].startswith("application/json")
         assert "unavailable" in r.json()["detail"]
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc, timeout=10)
 
 
 def test_committed_caddyfile_matches_the_route_table():

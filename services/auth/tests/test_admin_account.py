@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from videoflix_auth.app import create_app
-from videoflix_shared.testing.plugin import free_port, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until_async
 
 
 def admin_email(domain: str = "videoflix.test") -> str:

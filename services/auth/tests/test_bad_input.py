@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from videoflix_shared.testing.plugin import free_port
 from videoflix_shared.text import UNSTORABLE_TEXT
+from videoflix_testing.plugin import free_port
 
 ODD_EMAILS = [
     "user\x00@example.com",

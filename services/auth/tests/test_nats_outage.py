@@ -18,7 +18,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from videoflix_shared.bus import EventBus
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 
 NATS_SERVER = "/usr/sbin/nats-server"
 

@@ -24,7 +24,8 @@ import redis.asyncio as aioredis
 from videoflix_auth.app import create_app
 from videoflix_shared.bus import EventBus
 from videoflix_shared.sealing import MissingMailTokenKey
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_shared.processes import stop_processes
 
 from .conftest import raw_stream_messages, running
 
@@ -53,13 +54,7 @@ class MailerProcesses:
         return b"".join(path.read_bytes() for path in self.logs.glob("*.log"))
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from videoflix_shared.bus import EventBus
 from videoflix_shared.db import create_engine, create_session_factory
 from videoflix_shared.events import VideoAccessChanged, parse_event
 from videoflix_shared.outbox import OutboxMessage
-from videoflix_shared.testing.plugin import NATS_URL, wait_until_async
+from videoflix_testing.plugin import NATS_URL, wait_until_async
 
 from .conftest import Catalog, make_settings
 

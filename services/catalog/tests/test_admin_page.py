@@ -14,22 +14,14 @@ import pytest
 
 from videoflix_catalog.app import create_app
 from videoflix_shared.events import TranscodeProgress
-from videoflix_shared.testing.plugin import ServerThread
+from videoflix_testing.browser import CHROMIUM, CHROMIUM_ARGS
+from videoflix_testing.plugin import ServerThread
 
 from .conftest import make_settings
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Locator, Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 pytestmark = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from videoflix_catalog.app import create_app
-from videoflix_shared.testing.plugin import ServerThread, wait_until_async
+from videoflix_testing.plugin import ServerThread, wait_until_async
 
 from .conftest import make_clip, make_settings
 from .test_admin_page import ARTIFACTS, admin_page, chromium

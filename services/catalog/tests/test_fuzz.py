@@ -14,7 +14,7 @@ from starlette_testclient import TestClient
 
 from videoflix_catalog.app import create_app
 from videoflix_catalog.settings import CatalogSettings
-from videoflix_shared.testing.fuzz import FUZZ_SETTINGS, openapi_of, send_and_check
+from videoflix_testing.fuzz import FUZZ_SETTINGS, openapi_of, send_and_check
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from videoflix_catalog.app import create_app
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.tokens import TestTokenIssuer
 
 CONTRACT_FIELDS = {"id", "created_at", "title", "description", "thumbnail_url", "category"}
 

@@ -16,7 +16,7 @@ from videoflix_catalog.settings import CatalogSettings
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoUploaded, parse_event
 from videoflix_shared.outbox import OutboxMessage
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 
 from .conftest import asgi_client, make_settings
 

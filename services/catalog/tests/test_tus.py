@@ -21,7 +21,7 @@ from videoflix_catalog.tus_store import (
 )
 from videoflix_catalog.uploads import INCOMING_DIR
 from videoflix_shared.events import VideoUploaded
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_testing.plugin import wait_until_async
 
 from .conftest import MAX_UPLOAD_BYTES
 

@@ -5,14 +5,14 @@ on uvicorn, which has no pathsend."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from videoflix_shared.testing.plugin import free_port, wait_until
+from videoflix_testing.plugin import free_port, wait_until
+from videoflix_shared.processes import stop_process
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 
@@ -42,12 +42,7 @@ def granian_url(request, streaming_env, video) -> Iterator[str]:
         )
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, group=True)
 
 
 def test_segment_is_sent_whole(granian_url, auth, video):

@@ -106,7 +106,7 @@ def _health_router() -> APIRouter:
     return router
 
 
-def create_app(
+def create_service_app(
     *,
     service: str,
     settings: CommonSettings,
@@ -181,7 +181,7 @@ def run_worker(
 
     async def main() -> None:
         stop = stop_event_on_signals()
-        app = create_app(service=service, settings=settings)
+        app = create_service_app(service=service, settings=settings)
         config = uvicorn.Config(
             app,
             host=settings.http_host,

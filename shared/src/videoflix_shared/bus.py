@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from videoflix_shared import access
-from videoflix_shared.events import STATE_STREAMS, STREAMS, Event, parse_event
+from videoflix_shared.events import AUTH_STREAM, STATE_STREAMS, STREAMS, Event, parse_event
 from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class EventBus:
         self.owned_streams = principal_streams(principal)
         self.user = user
         self.password = password
-        self.max_age = {"AUTH": AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
+        self.max_age = {AUTH_STREAM: AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
 
@@ -142,8 +142,9 @@ class EventBus:
         for name in self.owned_streams:
             subjects = STREAMS[name]
             state = name in STATE_STREAMS  # the last message per subject, kept for good
+            stream_name = self.stream(name)
             config = StreamConfig(
-                name=self.stream(name),
+                name=stream_name,
                 subjects=[self.subject(subjects)],
                 storage=StorageType.FILE,
                 duplicate_window=120,
@@ -151,7 +152,7 @@ class EventBus:
                 max_msgs_per_subject=1 if state else -1,
             )
             try:
-                await self.js.stream_info(config.name)
+                await self.js.stream_info(stream_name)
                 await self.js.update_stream(config)
             except NotFoundError:
                 await self.js.add_stream(config)

@@ -18,21 +18,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_auth import schemas
 from videoflix_auth.keys import KeySet
 from videoflix_auth.service import AuthService, InvalidLink, InvalidRefreshToken, IssuedSession
 from videoflix_auth.settings import AuthSettings
-from videoflix_shared.db import get_session
+from videoflix_shared.db import Session
 from videoflix_shared.error_responses import error_response
 from videoflix_shared.errors import Forbidden, InvalidInput, Unauthorized
 from videoflix_shared.security import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
     REFRESH_COOKIE,
-    Principal,
-    authenticate,
+    Authenticated,
     csrf_matches,
 )
 
@@ -47,7 +45,6 @@ NO_REFRESH_COOKIE = "Refresh token cookie is missing."
 
 router = APIRouter()
 
-Session = Annotated[AsyncSession, Depends(get_session)]
 # Declared so the OpenAPI document (and the fuzzer) know the cookie-only endpoints.
 RefreshCookie = Annotated[str | None, Cookie(alias=REFRESH_COOKIE)]
 CsrfCookie = Annotated[str | None, Cookie(alias=CSRF_COOKIE)]
@@ -71,6 +68,7 @@ def get_keys(request: Request) -> KeySet:
 
 Service = Annotated[AuthService, Depends(get_service)]
 Settings = Annotated[AuthSettings, Depends(get_settings)]
+SigningKeys = Annotated[KeySet, Depends(get_keys)]
 
 
 def client_ip(request: Request) -> str:
@@ -228,7 +226,7 @@ async def password_confirm(
 
 @router.get("/api/user/", response_model=schemas.UserResponse)
 async def current_user(
-    session: Session, service: Service, principal: Annotated[Principal, Depends(authenticate)]
+    session: Session, service: Service, principal: Authenticated
 ) -> schemas.UserResponse:
     user = await service.get_user(session, user_id=principal.user_id)
     if user is None:
@@ -240,6 +238,6 @@ async def current_user(
 
 @router.get("/.well-known/jwks.json", response_model=schemas.JwksResponse)
 @router.get("/api/auth/jwks/", response_model=schemas.JwksResponse, include_in_schema=False)
-async def jwks(keys: Annotated[KeySet, Depends(get_keys)]) -> JSONResponse:
+async def jwks(keys: SigningKeys) -> JSONResponse:
     # Short cache: verifiers refetch on an unknown kid anyway, so rotation is not delayed.
     return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from videoflix_shared.errors import RateLimited
-from videoflix_shared.redis import key as redis_key
+from videoflix_shared.redis import prefixed_key
 from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class RateLimiter:
 
     def _key(self, limit: Limit) -> str:
         subject = hashlib.sha256(limit.subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return redis_key(self.settings, "auth", "ratelimit", limit.name, subject)
+        return prefixed_key(self.settings, "auth", "ratelimit", limit.name, subject)
 
     async def hit(self, *limits: Limit) -> None:
         """Count one attempt against every limit; raise RateLimited if any is exceeded."""

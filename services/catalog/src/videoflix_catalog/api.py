@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_catalog import service
 from videoflix_catalog.list_cache import ListCache
@@ -27,8 +26,8 @@ from videoflix_catalog.schemas import (
 )
 from videoflix_catalog.settings import CatalogSettings
 from videoflix_catalog.uploads import check_declared_length, receive_upload
-from videoflix_shared.db import get_session
-from videoflix_shared.security import Principal, authenticate, require_admin
+from videoflix_shared.db import Session
+from videoflix_shared.security import Admin, Authenticated
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 UPLOAD_PATH = "/api/admin/videos/upload/"
@@ -37,8 +36,6 @@ TUS_CHUNK_BYTES = 50_000_000  # the admin page's chunk per request (the gateways
 
 VideoId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 CategoryId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
-Session = Annotated[AsyncSession, Depends(get_session)]
-Admin = Annotated[Principal, Depends(require_admin)]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": dict[str, list[str] | str], "description": "Invalid input"},
@@ -80,7 +77,7 @@ async def list_playable_videos(
     request: Request,
     cache: Cache,
     settings: Settings,
-    _: Annotated[Principal, Depends(authenticate)],
+    _: Authenticated,  # any signed-in user; who it is does not change the list
 ) -> Response:
     async def build() -> list[dict[str, int | str]]:
         async with request.app.state.session_factory() as session:
@@ -164,7 +161,7 @@ async def upload_video(
             fields=upload.fields,
             source=upload.source,
             media_root=settings.media_root,
-            ffprobe_bin=settings.ffprobe_binary,
+            ffprobe_bin=settings.ffprobe_bin,
             probe_timeout=settings.ffprobe_timeout_seconds,
         )
     finally:

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from videoflix_catalog.settings import CatalogSettings
-from videoflix_shared.redis import key
+from videoflix_shared.redis import prefixed_key
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,11 @@ class ListCache:
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: CatalogSettings) -> ListCache:
-        return cls(redis, key_prefix=key(settings, ""), ttl_seconds=settings.list_cache_ttl_seconds)
+        return cls(
+            redis,
+            key_prefix=prefixed_key(settings, ""),
+            ttl_seconds=settings.list_cache_ttl_seconds,
+        )
 
     async def get_or_build(self, build: ListBuilder) -> bytes:
         if self._local is not None and time.monotonic() < self._local_expires:

@@ -16,7 +16,7 @@ class CatalogSettings(CommonSettings):
     # uvicorn worker processes of `videoflix-catalog serve` (the list endpoint scales with it).
     workers: int = Field(2, ge=1, alias="CATALOG_WORKERS")
     max_upload_bytes: int = Field(5 * 1024**3, ge=1, alias="CATALOG_MAX_UPLOAD_BYTES")
-    ffprobe_binary: str = Field("ffprobe", alias="CATALOG_FFPROBE")
+    ffprobe_bin: str = Field("ffprobe", alias="CATALOG_FFPROBE")
     ffprobe_timeout_seconds: float = Field(30.0, gt=0, alias="CATALOG_FFPROBE_TIMEOUT_SECONDS")
     # The public list's cached JSON lives at most this long even without a change.
     list_cache_ttl_seconds: int = Field(300, ge=1, alias="CATALOG_LIST_CACHE_TTL_SECONDS")

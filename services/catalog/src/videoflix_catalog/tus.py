@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_catalog import service
-from videoflix_catalog.api import TUS_PATH, Admin, Cache, Session, Settings
+from videoflix_catalog.api import TUS_PATH, Cache, Settings
 from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.settings import CatalogSettings
 from videoflix_catalog.tus_store import (
@@ -46,9 +46,11 @@ from videoflix_catalog.tus_store import (
     UploadBusy,
 )
 from videoflix_catalog.uploads import too_large
+from videoflix_shared.db import Session
 from videoflix_shared.error_responses import error_body, status_of
 from videoflix_shared.errors import DomainError
 from videoflix_shared.events import utcnow
+from videoflix_shared.security import Admin
 from videoflix_shared.text import UNSTORABLE_TEXT, is_storable
 
 logger = logging.getLogger(__name__)
@@ -417,7 +419,7 @@ class Completion:
                 fields=upload.fields,
                 source=source,
                 media_root=self.settings.media_root,
-                ffprobe_bin=self.settings.ffprobe_binary,
+                ffprobe_bin=self.settings.ffprobe_bin,
                 probe_timeout=self.settings.ffprobe_timeout_seconds,
             )
         except DomainError as exc:
