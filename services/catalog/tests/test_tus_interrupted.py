@@ -253,7 +253,9 @@ def test_upload_survives_client_abort_catalog_kill_and_gateway_restart(stack, tm
 
     # 1. the client gives up mid-chunk: what arrived is kept
     interrupted_patch(stack, location, data, client_aborts)
-    time.sleep(0.5)  # catalog notices the disconnect
+    deadline = time.monotonic() + 15  # until catalog noticed the disconnect and saved
+    while server_offset(stack, location) == offsets[-1] and time.monotonic() < deadline:
+        time.sleep(0.1)
     offsets.append(server_offset(stack, location))
     assert offsets[-1] > offsets[-2], f"the received part of the chunk was kept: {offsets}"
 
