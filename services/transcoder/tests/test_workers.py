@@ -16,8 +16,8 @@ from arq.jobs import Job
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import TranscodeCompleted, TranscodeProgress, VideoUploaded
-from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 from videoflix_shared.processes import stop_processes
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.settings import TranscoderSettings
