@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --all-packages
 
-.PHONY: help install up down status demo test lint format bench routes privileges clean
+.PHONY: help install up down status demo test lint package-check format bench routes privileges clean
 
 help:
 	@echo "make up      run the whole stack natively (installs what is missing); Ctrl-C stops it"
@@ -11,6 +11,7 @@ help:
 	@echo "make status  health of every process of a running stack"
 	@echo "make demo    upload sample videos to a running stack and wait until they play"
 	@echo "make test    lint, import contract, every service's tests and the end-to-end suite"
+	@echo "make package-check  each package declares what it imports and runs installed alone"
 	@echo "make bench   performance benchmarks (not part of make test)"
 	@echo "make format  apply ruff's formatting and fixes"
 	@echo "make routes  regenerate gateway configs from gateway/routes.toml"
@@ -39,6 +40,10 @@ lint:
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 	$(RUN) lint-imports
+
+package-check:
+	$(UV) lock --check
+	$(RUN) python -m deploy.package_check --uv "$(UV)"
 
 format:
 	$(RUN) ruff check --fix .

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy.devstack import ROOT, stack_env
+from deploy.devstack.config import ROOT, stack_env
 
 ADMIN_FILE = "dev-admin.json"
 READY_TIMEOUT_SECONDS = 600

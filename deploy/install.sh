@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python environment (uv workspace, one lock file) and installs the Debian
 # packages the stack and the tests run: ffmpeg, caddy, chromium; with INSTALL_BENCH=1 also
-# what `make bench` measures against (wrk, nginx). Safe to run repeatedly.
+# what `make bench` needs: the `bench` dependency group (imageio-ffmpeg) and what it measures
+# against (wrk, nginx). Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,9 @@ if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1;
   python3 -m pip install --quiet uv
 fi
 UV=$(command -v uv || echo "python3 -m uv")
-$UV sync --frozen --all-packages --quiet
+groups=()
+if [ "${INSTALL_BENCH:-0}" = 1 ]; then groups+=(--group bench); fi
+$UV sync --frozen --all-packages --quiet "${groups[@]}"
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from videoflix_shared.testing.plugin import free_port
+from videoflix_testing.plugin import free_port
 
 HEALTHCHECK = Path(__file__).resolve().parents[1] / "docker" / "healthcheck.py"
 

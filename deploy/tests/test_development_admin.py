@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from deploy.devstack import DEV_ADMIN_EMAIL, ensure_development_admin
+from deploy.devstack.config import DEV_ADMIN_EMAIL, ensure_development_admin
 
 
 @pytest.fixture(autouse=True)

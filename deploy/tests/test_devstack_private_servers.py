@@ -8,15 +8,14 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
-from deploy.devstack import _terminate
-from videoflix_shared.testing.plugin import free_port
+from deploy.tests.conftest import ClosedPorts
+from videoflix_shared.processes import stop_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,18 +32,10 @@ def _devstack(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
-def test_closed_ports_get_private_servers_that_stop_with_down():
-    # Under the repo, not /tmp: when run as root, PostgreSQL runs as user postgres and must
-    # be able to reach its data directory.
-    data_dir = ROOT / ".data" / f"test-private-{uuid.uuid4().hex[:6]}"
-    pg, rd, nt = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "AUTH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_auth",
-        "CATALOG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_catalog",
-        "REDIS_URL": f"redis://127.0.0.1:{rd}/0",
-        "NATS_URL": f"nats://127.0.0.1:{nt}",
-    }
+def test_closed_ports_get_private_servers_that_stop_with_down(closed_ports: ClosedPorts):
+    data_dir = closed_ports.data_dir
+    pg, rd, nt = closed_ports.postgres, closed_ports.redis, closed_ports.nats
+    env = {**os.environ, **closed_ports.env()}
     try:
         result = _devstack("infra", "--data-dir", str(data_dir), "--print-env", env=env)
         assert result.returncode == 0, result.stderr
@@ -64,7 +55,6 @@ def test_closed_ports_get_private_servers_that_stop_with_down():
         assert "starting a private instance" not in again.stderr
     finally:
         down = _devstack("down", "--data-dir", str(data_dir), env=env)
-        shutil.rmtree(data_dir, ignore_errors=True)
     assert "stopping private postgres" in down.stderr
     for pattern in (str(data_dir), f"redis-server 127.0.0.1:{rd}"):
         leftovers = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
@@ -75,7 +65,7 @@ def test_stopping_a_private_server_started_by_this_launcher_does_not_wait_for_th
     """`make up` started it, so it is our child: it must be reaped, not polled as a zombie."""
     child = subprocess.Popen(["sleep", "60"])
     started = time.monotonic()
-    _terminate(child.pid, timeout=30)
+    stop_pid(child.pid, timeout=30)
     assert time.monotonic() - started < 5
     with pytest.raises(ChildProcessError):  # already reaped
         os.waitpid(child.pid, os.WNOHANG)

@@ -105,12 +105,35 @@ def test_base_images_are_pinned():
         assert stage.base in STAGES or stage.base in ("${PYTHON_IMAGE}", "${UV_IMAGE}"), stage.name
 
 
+def workspace_members() -> list[str]:
+    workspace = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    return [
+        path.parent.relative_to(ROOT).as_posix()
+        for pattern in workspace["members"]
+        for path in sorted(ROOT.glob(f"{pattern}/pyproject.toml"))
+    ]
+
+
 def test_every_workspace_member_is_visible_to_uv_in_the_builder():
     copied = {args for keyword, args in STAGES["builder"].instructions if keyword == "COPY"}
-    members = ["shared", *(f"services/{s}" for s in SERVICES)]
+    members = workspace_members()
+    assert {"shared", "shared-testing", *(f"services/{s}" for s in SERVICES)} <= set(members)
     for member in members:
         assert f"{member}/pyproject.toml {member}/" in copied, member
     assert "pyproject.toml uv.lock ./" in copied
+
+
+def test_no_image_carries_the_test_helpers():
+    """videoflix-testing's metadata is in the builder (uv resolves the whole workspace), its
+    code in no stage: no service depends on it, so `uv sync --package` never installs it."""
+    sources = [args for stage in STAGES.values() for k, args in stage.instructions if k == "COPY"]
+    assert not [s for s in sources if "shared-testing/src" in s or s.startswith("shared-testing ")]
+    for service in SERVICES:
+        pyproject = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+        assert not any("videoflix-testing" in d for d in pyproject["project"]["dependencies"])
+    shared = tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text())["project"]
+    assert not any("videoflix-testing" in d for d in shared["dependencies"])
+    assert not (ROOT / "shared" / "src" / "videoflix_shared" / "testing").exists()
 
 
 @pytest.mark.parametrize("service", SERVICES)

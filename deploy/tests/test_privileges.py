@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import stat
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,11 +16,12 @@ import redis
 from arq.connections import RedisSettings, create_pool
 
 from deploy import privileges
+from deploy.tests.conftest import ClosedPorts
 from videoflix_shared.access import BY_NAME, redis_username
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import drop_database
 from videoflix_shared.sealing import parse_key
-from videoflix_shared.testing.plugin import REDIS_URL, free_port
+from videoflix_testing.plugin import REDIS_URL, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,26 +183,19 @@ def test_redis_user_names_follow_the_key_prefix() -> None:
 
 
 def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, closed_ports: ClosedPorts
 ) -> None:
     """Closed ports: make up starts PostgreSQL, Redis and NATS itself, each refusing
     anonymous clients, and the processes' own users work; a second start reuses them."""
-    from deploy import devstack
+    from deploy.devstack.provision import provision
+    from deploy.devstack.servers import stop_private_infra
 
-    # Under the repo, not /tmp: when run as root, PostgreSQL runs as user postgres and must
-    # be able to reach its data directory.
-    data_dir = ROOT / ".data" / f"test-private-up-{uuid.uuid4().hex[:6]}"
-    pg, rd, nt = free_port(), free_port(), free_port()
-    env = {
-        "AUTH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_auth",
-        "CATALOG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg}/videoflix_catalog",
-        "REDIS_URL": f"redis://127.0.0.1:{rd}/0",
-        "NATS_URL": f"nats://127.0.0.1:{nt}",
-    }
+    data_dir, env = closed_ports.data_dir, closed_ports.env()
+    pg, rd, nt = closed_ports.postgres, closed_ports.redis, closed_ports.nats
     for name in ("REDIS_KEY_PREFIX", "NATS_SUBJECT_PREFIX", "NATS_STREAM_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     try:
-        first = devstack.provision(dict(env), data_dir, port_base=free_port())
+        first = provision(dict(env), data_dir, port_base=free_port())
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis(port=rd).get("videoflix:auth:x")
         with pytest.raises(psycopg.OperationalError, match="password"):
@@ -217,11 +209,10 @@ def test_make_up_on_private_servers_lets_no_one_in_without_a_user(
         assert "ADMIN_PASSWORD" not in mailer
         assert "REDIS_URL" not in first["streaming"]
 
-        again = devstack.provision(dict(env), data_dir, port_base=free_port())  # still running
+        again = provision(dict(env), data_dir, port_base=free_port())  # still running
         assert again == first
     finally:
-        devstack.stop_private_infra(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        stop_private_infra(data_dir)
 
 
 async def _connects(process_env: dict[str, str]) -> None:
@@ -239,13 +230,13 @@ async def _connects(process_env: dict[str, str]) -> None:
 def test_each_process_sources_only_its_own_credentials_from_a_private_file(
     tmp_path: Path,
 ) -> None:
-    from deploy import devstack
+    from deploy.devstack.supervise import write_procfile
 
     per_process = {
         name: {"NATS_PASSWORD": f"secret-of-{name}", "NATS_USER": name}
         for name in privileges.PROCESS_PRINCIPALS
     }
-    procfile = devstack.write_procfile(tmp_path, 8000, per_process).read_text()
+    procfile = write_procfile(tmp_path, 8000, per_process).read_text()
     assert "secret-of-" not in procfile  # `ps` shows command lines
     for name in privileges.PROCESS_PRINCIPALS:
         env_file = tmp_path / "secrets" / f"{name}.env"

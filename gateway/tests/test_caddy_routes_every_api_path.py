@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from gateway.generate import NOT_FOUND_PATH, load_routes, render_caddyfile
-from videoflix_shared.testing.plugin import ServerThread
+from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import ServerThread
 
 pytestmark = pytest.mark.skipif(
     shutil.which("caddy") is None, reason="caddy is not installed (make install)"
@@ -89,7 +90,16 @@ def _echo_app(service: str):
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        body = json.dumps({"service": service, "path": scope["path"]}).encode()
+        received = 0  # read the whole body, as the services do, so the proxy's cap applies
+        while True:
+            message = await receive()
+            received += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        reply = {"service": service, "path": scope["path"]}
+        if received:
+            reply["received"] = received
+        body = json.dumps(reply).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -127,8 +137,7 @@ def gateway(tmp_path_factory):
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.1)
     yield url, servers, base
-    proc.terminate()
-    proc.wait(10)
+    stop_process(proc, timeout=10)
     for server in servers:
         server.__exit__(None, None, None)
 
@@ -186,8 +195,7 @@ def test_upstream_down_gives_json_502(tmp_path):
         assert r.headers["content-type"].startswith("application/json")
         assert "unavailable" in r.json()["detail"]
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc, timeout=10)
 
 
 def test_committed_caddyfile_matches_the_route_table():
@@ -195,3 +203,36 @@ def test_committed_caddyfile_matches_the_route_table():
     assert committed == render_caddyfile(load_routes()), (
         "run `make routes` after editing routes.toml"
     )
+
+
+# (path, body size, status): the caps of gateway/routes.toml, enforced by Caddy
+BODY_LIMITS = [
+    ("/api/login/", 1024 * 1024, 200),
+    ("/api/login/", 1024 * 1024 + 1, 413),
+    ("/api/admin/videos/", 1024 * 1024 + 1, 413),
+    # a tus chunk of the admin page (50 MB) passes; a bigger one is refused
+    ("/api/admin/uploads/0123abcd/", 50_000_000, 200),
+    ("/api/admin/uploads/0123abcd/", 64 * 1024 * 1024 + 1, 413),
+    # the single-request upload is capped by catalog (CATALOG_MAX_UPLOAD_BYTES), not here
+    ("/api/admin/videos/upload/", 80 * 1024 * 1024, 200),
+]
+
+
+@pytest.mark.parametrize(("path", "size", "status"), BODY_LIMITS)
+def test_request_bodies_are_capped_per_route(gateway, path, size, status):
+    url = gateway[0]
+
+    def body():
+        sent = 0
+        while sent < size:
+            piece = min(1024 * 1024, size - sent)
+            sent += piece
+            yield b"x" * piece
+
+    r = httpx.patch(url + path, content=body(), headers={"Content-Length": str(size)}, timeout=60)
+    assert r.status_code == status, r.text[:200]
+    assert r.headers["content-type"].startswith("application/json")
+    if status == 200:
+        assert r.json()["received"] == size
+    else:
+        assert "too large" in r.json()["detail"]

@@ -7,8 +7,8 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 
-from videoflix_shared.app import create_app, register_readiness_check
-from videoflix_shared.errors import FieldErrors
+from videoflix_shared.app import create_service_app, register_readiness_check
+from videoflix_shared.errors import InvalidInput
 from videoflix_shared.settings import CommonSettings
 
 FRONTEND = "http://127.0.0.1:5500"
@@ -32,10 +32,10 @@ def make_app() -> FastAPI:
 
     @router.post("/api/rule/")
     async def rule() -> dict:
-        raise FieldErrors({"password": ["This password is too common."]})
+        raise InvalidInput.for_fields({"password": ["This password is too common."]})
 
     settings = CommonSettings(CORS_ALLOWED_ORIGINS=FRONTEND, MAX_JSON_BODY_BYTES=1024)
-    return create_app(service="test", settings=settings, routers=[router])
+    return create_service_app(service="test", settings=settings, routers=[router])
 
 
 @pytest.fixture

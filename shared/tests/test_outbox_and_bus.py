@@ -17,7 +17,7 @@ from videoflix_shared.events import PasswordResetRequested, UserRegistered, pars
 from videoflix_shared.outbox import OutboxMessage, OutboxRelay, add_event
 from videoflix_shared.sealing import SEALED_VERSION, Sealer, new_key
 from videoflix_shared.settings import CommonSettings
-from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
+from videoflix_testing.plugin import NATS_URL, free_port, wait_until_async
 
 SEALER = Sealer.from_text(new_key())
 
@@ -89,11 +89,15 @@ async def test_event_committed_with_state_is_published_once(session_factory, own
 
 async def test_rolled_back_transaction_publishes_nothing(session_factory):
     event = registered("rollback@example.com")
-    with pytest.raises(RuntimeError):
+
+    async def change_state_and_fail() -> None:
         async with session_factory() as session, session.begin():
             add_event(session, event)
             await session.flush()
             raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError, match="the state change failed"):
+        await change_state_and_fail()
     async with session_factory() as session:
         count = await session.scalar(select(func.count()).where(OutboxMessage.id == event.event_id))
     assert count == 0

@@ -11,22 +11,21 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from videoflix_shared.app import create_app
+from videoflix_shared.app import create_service_app
 from videoflix_shared.security import (
+    Admin,
+    Authenticated,
     InvalidToken,
     JwksKeySource,
-    Principal,
     StaticKeySource,
     TokenVerifier,
-    authenticate,
     keys_from_jwks,
-    require_admin,
 )
 from videoflix_shared.settings import CommonSettings
-from videoflix_shared.testing.plugin import ServerThread
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import ServerThread
+from videoflix_testing.tokens import TestTokenIssuer
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ async def test_jwks_source_refetches_for_a_new_kid_at_most_once_per_interval(iss
     rotated = TestTokenIssuer(issuer=issuer.issuer, audience=issuer.audience)
     served = {"issuer": issuer, "fetches": 0}
 
-    async def app(scope, receive, send):
+    async def app(scope, _receive, send):
         if scope["type"] != "http":
             return
         served["fetches"] += 1
@@ -146,7 +145,7 @@ async def test_jwks_source_refetches_for_a_new_kid_at_most_once_per_interval(iss
 
 
 async def test_cached_keys_keep_working_when_jwks_is_down(issuer):
-    async def app(scope, receive, send):
+    async def app(scope, _receive, send):
         if scope["type"] != "http":
             return
         body = json.dumps(issuer.jwks()).encode()
@@ -169,18 +168,18 @@ async def api(issuer):
     router = APIRouter()
 
     @router.get("/api/me/")
-    async def me(p: Principal = Depends(authenticate)) -> dict:
+    async def me(p: Authenticated) -> dict:
         return {"id": p.user_id, "cookie": p.via_cookie}
 
     @router.post("/api/change/")
-    async def change(p: Principal = Depends(authenticate)) -> dict:
+    async def change(_: Authenticated) -> dict:
         return {"ok": True}
 
     @router.post("/api/admin/thing/")
-    async def admin(p: Principal = Depends(require_admin)) -> dict:
+    async def admin(_: Admin) -> dict:
         return {"ok": True}
 
-    app = create_app(service="t", settings=CommonSettings(), routers=[router])
+    app = create_service_app(service="t", settings=CommonSettings(), routers=[router])
     app.state.token_verifier = TokenVerifier(
         StaticKeySource(keys_from_jwks(issuer.jwks())),
         issuer=issuer.issuer,
@@ -271,7 +270,7 @@ async def test_key_removed_from_the_jwks_is_refused_within_the_max_age(issuer):
     rotated = TestTokenIssuer(issuer=issuer.issuer, audience=issuer.audience)
     served = {"issuers": [issuer, rotated]}
 
-    async def app(scope, receive, send):
+    async def app(scope, _receive, send):
         if scope["type"] != "http":
             return
         keys = [k for i in served["issuers"] for k in i.jwks()["keys"]]
@@ -299,7 +298,7 @@ async def test_key_removed_from_the_jwks_is_refused_within_the_max_age(issuer):
 async def test_keys_keep_working_while_the_jwks_is_down_after_their_max_age(issuer):
     state = {"up": True}
 
-    async def app(scope, receive, send):
+    async def app(scope, _receive, send):
         if scope["type"] != "http":
             return
         status = 200 if state["up"] else 503
@@ -321,7 +320,7 @@ async def test_a_failed_readiness_fetch_does_not_delay_the_first_real_one(issuer
     after auth came up must still fetch at once, not after JWKS_MIN_REFETCH_SECONDS."""
     state = {"up": False}
 
-    async def app(scope, receive, send):
+    async def app(scope, _receive, send):
         if scope["type"] != "http":
             return
         status = 200 if state["up"] else 503

@@ -32,92 +32,27 @@ import contextlib
 import multiprocessing
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import argon2
 import httpx
 import psycopg
+from harness import Hermetic, load_average, running, service_binary
 from sqlalchemy.engine import make_url
 
 from videoflix_auth.cli import MIGRATIONS
-from videoflix_shared.bus import EventBus
-from videoflix_shared.db import drop_database, ensure_database, run_migrations
-from videoflix_shared.testing.plugin import free_port
-
-POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
+from videoflix_shared.db import ensure_database, run_migrations
+from videoflix_testing.plugin import free_port
 
 TARGET_P99_MS = 200.0
 PASSWORD = "Bench-Refresh-2026"
 FLOOD_PASSWORD = "Flood-Password-77"
 SAME_ADDRESS_SHARE = 4  # one request in four repeats the same address
-
-
-@dataclass(frozen=True)
-class Hermetic:
-    """The per-run names of everything the benchmark creates on the shared servers."""
-
-    run: str
-    database_url: str
-    redis_prefix: str
-    subject_prefix: str
-    stream_prefix: str
-
-    @classmethod
-    def new(cls) -> Hermetic:
-        run = uuid.uuid4().hex[:8]
-        url = make_url(POSTGRES_URL).set(database=f"vfbench_{run}_auth")
-        return cls(
-            run=run,
-            database_url=url.render_as_string(hide_password=False),
-            redis_prefix=f"vfbench:{run}:",
-            subject_prefix=f"vfbench{run}.",
-            stream_prefix=f"VFBENCH{run}_",
-        )
-
-    def env(self) -> dict[str, str]:
-        return {
-            "AUTH_DATABASE_URL": self.database_url,
-            "REDIS_URL": REDIS_URL,
-            "REDIS_KEY_PREFIX": self.redis_prefix,
-            "NATS_URL": NATS_URL,
-            "NATS_SUBJECT_PREFIX": self.subject_prefix,
-            "NATS_STREAM_PREFIX": self.stream_prefix,
-        }
-
-    def cleanup(self) -> None:
-        with contextlib.suppress(Exception):
-            drop_database(self.database_url)
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        with contextlib.suppress(Exception):
-            keys = list(client.scan_iter(match=self.redis_prefix + "*", count=1000))
-            if keys:
-                client.delete(*keys)
-        client.close()
-
-        async def delete_streams() -> None:
-            bus = EventBus(
-                url=NATS_URL, subject_prefix=self.subject_prefix, stream_prefix=self.stream_prefix
-            )
-            await bus.connect(wait=False)
-            await bus.delete_streams()
-            await bus.close()
-
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_streams())
 
 
 @dataclass
@@ -169,32 +104,6 @@ def insert_active_user(database_url: str, email: str) -> None:
         )
 
 
-def auth_binary() -> str:
-    beside_python = Path(sys.executable).with_name("videoflix-auth")
-    found = str(beside_python) if beside_python.exists() else shutil.which("videoflix-auth")
-    if not found:
-        raise SystemExit("videoflix-auth not found: run with `uv run --all-packages`")
-    return found
-
-
-@contextlib.contextmanager
-def running(command: list[str], *, env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
 def wait_healthy(base_url: str, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -216,7 +125,7 @@ async def _flood(base_url: str, connections: int, seconds: float) -> tuple[dict,
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
-    async def one_connection(client: httpx.AsyncClient, number: int) -> None:
+    async def one_connection(client: httpx.AsyncClient) -> None:
         nonlocal missing_retry_after
         sent = 0
         while time.monotonic() < deadline:
@@ -239,7 +148,7 @@ async def _flood(base_url: str, connections: int, seconds: float) -> tuple[dict,
                 missing_retry_after += 1
 
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
-        await asyncio.gather(*(one_connection(client, n) for n in range(connections)))
+        await asyncio.gather(*(one_connection(client) for _ in range(connections)))
     return dict(statuses), missing_retry_after
 
 
@@ -278,7 +187,7 @@ def run_phase(
     base_url = f"http://127.0.0.1:{port}"
     log = work / f"auth-{name.split()[0]}.log"
     result = PhaseResult(f"{name} ({connections} conn)")
-    with running([auth_binary(), "serve"], env={**env, "HTTP_PORT": str(port)}, log=log):
+    with running([service_binary("auth"), "serve"], env={**env, "HTTP_PORT": str(port)}, log=log):
         wait_healthy(base_url, log)
         queue: multiprocessing.Queue = multiprocessing.Queue()
         flood = multiprocessing.Process(
@@ -297,74 +206,54 @@ def describe(counter: collections.Counter[int]) -> str:
     return ", ".join(f"{status}: {n}" for status, n in sorted(counter.items())) or "-"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=60, help="seconds per phase")
-    parser.add_argument("--connections", type=int, default=8, help="flood connections")
-    parser.add_argument(
-        "--saturating-connections", type=int, default=96, help="flood connections in phase 2"
-    )
-    args = parser.parse_args()
-
-    load_before = os.getloadavg()
-    names = Hermetic.new()
-    work = Path(tempfile.mkdtemp(prefix="videoflix-bench-auth-"))
+def measure(args: argparse.Namespace, names: Hermetic, work: Path) -> list[PhaseResult]:
+    """A migrated database with one active account, then both phases against it."""
     email = f"bench-{names.run}@example.com"
-    try:
-        ensure_database(names.database_url)
-        run_migrations(names.database_url, MIGRATIONS)
-        insert_active_user(names.database_url, email)
-        # Auth's own defaults are what is measured: no AUTH_* from the calling shell.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | {
-            "ENVIRONMENT": "bench",
-            "LOG_LEVEL": "WARNING",
-            "HTTP_HOST": "127.0.0.1",
-            **names.env(),
-            "AUTH_KEYS_DIR": str(work / "keys"),
-        }
-        phases = [
-            run_phase(
-                "1: default limits",
-                env=env,
-                work=work,
-                email=email,
-                connections=args.connections,
-                args=args,
-            ),
-            run_phase(
-                "2: per-IP limit raised",
-                env={**env, "AUTH_REGISTER_LIMIT_PER_IP": "100000000"},
-                work=work,
-                email=email,
-                connections=args.saturating_connections,
-                args=args,
-            ),
-        ]
-    finally:
-        names.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
+    ensure_database(names.database_url)
+    run_migrations(names.database_url, MIGRATIONS)
+    insert_active_user(names.database_url, email)
+    # Auth's own defaults are what is measured: no AUTH_* from the calling shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | {
+        "ENVIRONMENT": "bench",
+        "LOG_LEVEL": "WARNING",
+        "HTTP_HOST": "127.0.0.1",
+        **names.env(),
+        "AUTH_KEYS_DIR": str(work / "keys"),
+    }
+    common = {"work": work, "email": email, "args": args}
+    return [
+        run_phase("1: default limits", env=env, connections=args.connections, **common),
+        run_phase(
+            "2: per-IP limit raised",
+            env={**env, "AUTH_REGISTER_LIMIT_PER_IP": "100000000"},
+            connections=args.saturating_connections,
+            **common,
+        ),
+    ]
 
-    load_after = os.getloadavg()
+
+def report(
+    args: argparse.Namespace,
+    phases: list[PhaseResult],
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> bool:
+    """Print each phase's figures; whether both met their targets."""
     print(
         f"\nPOST /api/token/refresh/ (one session, sequential, following the rotated cookie) "
         f"during a POST /api/register/ flood from one IP ({args.connections} connections in "
         f"phase 1, {args.saturating_connections} in phase 2), "
         f"{args.duration:g}s per phase, fresh addresses and 1 in {SAME_ADDRESS_SHARE} the same "
         f"one; auth via `videoflix-auth serve` with its defaults; load average before "
-        f"{' '.join(f'{x:.2f}' for x in load_before)}, after "
-        f"{' '.join(f'{x:.2f}' for x in load_after)}"
+        f"{load_average(load[0])}, after {load_average(load[1])}"
     )
     print(f"{'phase':<36}{'refreshes':>10}{'p50 ms':>9}{'p99 ms':>9}  statuses")
     for phase in phases:
+        without = phase.flood_without_retry_after
         print(
             f"{phase.name:<36}{len(phase.refresh_ms):>10}{phase.percentile(0.5):>9.1f}"
             f"{phase.percentile(0.99):>9.1f}  refresh {describe(phase.refresh_status)}; "
             f"register {describe(phase.flood_status)}"
-            + (
-                f"; {phase.flood_without_retry_after} without Retry-After"
-                if phase.flood_without_retry_after
-                else ""
-            )
+            + (f"; {without} without Retry-After" if without else "")
         )
     first, second = phases
     ok_first = first.passed(flood_may_shed=False)
@@ -377,7 +266,27 @@ def main() -> int:
         f"phase 2: refresh p99 < {TARGET_P99_MS:g} ms and zero 5xx on refresh; the flood's "
         f"overflow gets 503 + Retry-After, never 500: {'PASS' if ok_second else 'FAIL'}"
     )
-    return 0 if ok_first and ok_second else 1
+    return ok_first and ok_second
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=60, help="seconds per phase")
+    parser.add_argument("--connections", type=int, default=8, help="flood connections")
+    parser.add_argument(
+        "--saturating-connections", type=int, default=96, help="flood connections in phase 2"
+    )
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()
+    names = Hermetic.new("auth")
+    work = Path(tempfile.mkdtemp(prefix="videoflix-bench-auth-"))
+    try:
+        phases = measure(args, names, work)
+    finally:
+        names.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if report(args, phases, (load_before, os.getloadavg())) else 1
 
 
 if __name__ == "__main__":

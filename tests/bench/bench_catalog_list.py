@@ -17,43 +17,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from harness import Hermetic, WrkResult, load_average, parse_wrk, running, service_binary
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from videoflix_catalog.cli import MIGRATIONS
 from videoflix_catalog.models import Category, Video, VideoStatus
-from videoflix_shared.bus import EventBus
 from videoflix_shared.db import (
     create_engine,
     create_session_factory,
-    drop_database,
     ensure_database,
     run_migrations,
 )
-from videoflix_shared.testing.plugin import ServerThread, free_port
-from videoflix_shared.testing.tokens import TestTokenIssuer
-
-POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
+from videoflix_testing.plugin import ServerThread, free_port
+from videoflix_testing.tokens import TestTokenIssuer
 
 VIDEOS = 50
 LIST_PATH = "/api/video/"
@@ -64,71 +50,6 @@ DJANGO_P99_MS = 126.0
 DJANGO_SOURCE = "issue #5, not run here"
 TARGET_RPS = 1760.0
 TARGET_P99_MS = 20.0
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: str  # non-2xx answers and socket errors as wrk reports them ("" if none)
-
-
-@dataclass(frozen=True)
-class Hermetic:
-    """The per-run names of everything the benchmark creates on the shared servers."""
-
-    run: str
-    database_url: str
-    redis_prefix: str
-    subject_prefix: str
-    stream_prefix: str
-
-    @classmethod
-    def new(cls) -> Hermetic:
-        run = uuid.uuid4().hex[:8]
-        url = make_url(POSTGRES_URL).set(database=f"vfbench_{run}_catalog")
-        return cls(
-            run=run,
-            database_url=url.render_as_string(hide_password=False),
-            redis_prefix=f"vfbench:{run}:",
-            subject_prefix=f"vfbench{run}.",
-            stream_prefix=f"VFBENCH{run}_",
-        )
-
-    def env(self) -> dict[str, str]:
-        """What a catalog subprocess needs to use exactly these names."""
-        return {
-            "CATALOG_DATABASE_URL": self.database_url,
-            "REDIS_URL": REDIS_URL,
-            "REDIS_KEY_PREFIX": self.redis_prefix,
-            "NATS_URL": NATS_URL,
-            "NATS_SUBJECT_PREFIX": self.subject_prefix,
-            "NATS_STREAM_PREFIX": self.stream_prefix,
-        }
-
-    def cleanup(self) -> None:
-        with contextlib.suppress(Exception):
-            drop_database(self.database_url)
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        with contextlib.suppress(Exception):
-            keys = list(client.scan_iter(match=self.redis_prefix + "*", count=1000))
-            if keys:
-                client.delete(*keys)
-        client.close()
-
-        async def delete_streams() -> None:
-            bus = EventBus(
-                url=NATS_URL, subject_prefix=self.subject_prefix, stream_prefix=self.stream_prefix
-            )
-            await bus.connect(wait=False)
-            await bus.delete_streams()
-            await bus.close()
-
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_streams())
 
 
 async def seed(database_url: str, count: int) -> None:
@@ -163,24 +84,6 @@ async def seed(database_url: str, count: int) -> None:
         await engine.dispose()
 
 
-@contextlib.contextmanager
-def running(command: list[str], *, env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
 def wait_for_list(url: str, cookie: str, *, log: Path, timeout: float = 60) -> list[dict]:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -196,34 +99,81 @@ def wait_for_list(url: str, cookie: str, *, log: Path, timeout: float = 60) -> l
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s: {last_error!r}\n{tail}")
 
 
-def catalog_binary() -> str:
-    beside_python = Path(sys.executable).with_name("videoflix-catalog")
-    found = str(beside_python) if beside_python.exists() else shutil.which("videoflix-catalog")
-    if not found:
-        raise SystemExit("videoflix-catalog not found: run with `uv run --all-packages`")
-    return found
-
-
-def to_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
-
-
 def run_wrk(url: str, *, cookie: str, connections: int, threads: int, seconds: float) -> WrkResult:
     command = [
         *("wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"),
         *("-H", f"Cookie: access_token={cookie}", url),
     ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps = re.search(r"Requests/sec:\s+([0-9.]+)", output)
-    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
-    if not (rps and p50 and p99):
-        raise SystemExit(f"could not read wrk's output:\n{output}")
-    errors = [
-        line.strip() for line in output.splitlines() if "Non-2xx" in line or "Socket errors" in line
-    ]
-    return WrkResult(float(rps[1]), to_ms(p50[1]), to_ms(p99[1]), "; ".join(errors))
+    return parse_wrk(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def measure(args: argparse.Namespace, names: Hermetic, work: Path) -> tuple[WrkResult, int]:
+    """Seed, start catalog, check the list, then wrk: the result and the list's size."""
+    issuer = TestTokenIssuer()
+    cookie = issuer.token(user_id=7, email="bench@example.com", ttl=3600)
+    ensure_database(names.database_url)
+    run_migrations(names.database_url, MIGRATIONS)
+    asyncio.run(seed(names.database_url, VIDEOS))
+    port = free_port()
+    with ServerThread(issuer.jwks_app()) as jwks:
+        env = {
+            **os.environ,
+            "ENVIRONMENT": "bench",
+            "LOG_LEVEL": "WARNING",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+            **names.env(),
+            "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
+            "JWT_ISSUER": issuer.issuer,
+            "JWT_AUDIENCE": issuer.audience,
+            "MEDIA_ROOT": str(work / "media"),
+        }
+        # The default worker count of `serve` is what is measured.
+        env.pop("CATALOG_WORKERS", None)
+        log = work / "catalog.log"
+        url = f"http://127.0.0.1:{port}{LIST_PATH}"
+        with running([service_binary("catalog"), "serve"], env=env, log=log):
+            videos = wait_for_list(url, cookie, log=log)
+            if len(videos) != VIDEOS:
+                raise SystemExit(f"expected {VIDEOS} videos in the list, got {len(videos)}")
+            body_bytes = len(json.dumps(videos, separators=(",", ":")).encode())
+            wrk_args = {"cookie": cookie, "connections": args.connections, "threads": args.threads}
+            run_wrk(url, seconds=args.warmup, **wrk_args)
+            return run_wrk(url, seconds=args.duration, **wrk_args), body_bytes
+
+
+def report(
+    args: argparse.Namespace,
+    result: WrkResult,
+    body_bytes: int,
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> bool:
+    """Print the table next to the Django reference; whether the targets are met."""
+    ok = (
+        result.requests_per_second >= TARGET_RPS
+        and result.p99_ms < TARGET_P99_MS
+        and not result.errors
+    )
+    print(
+        f"\nGET {LIST_PATH}: {VIDEOS} videos (~{body_bytes} bytes of JSON), cookie auth, "
+        f"wrk {args.connections} connections / {args.threads} threads, {args.duration:g}s, "
+        f"catalog with its default workers; load average before "
+        f"{load_average(load[0])}, after {load_average(load[1])}"
+    )
+    print(f"{'server':<30}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
+    print(
+        f"{'Django reference':<30}{DJANGO_RPS:>10.0f}{'':>10}{DJANGO_P99_MS:>10.2f}  "
+        f"- ({DJANGO_SOURCE})"
+    )
+    print(
+        f"{'catalog (uvicorn)':<30}{result.requests_per_second:>10.0f}{result.p50_ms:>10.2f}"
+        f"{result.p99_ms:>10.2f}  {result.errors or '-'}"
+    )
+    print(
+        f"ratio catalog/Django: {result.requests_per_second / DJANGO_RPS:.1f}x req/s; target "
+        f">= {TARGET_RPS:,.0f} req/s and p99 < {TARGET_P99_MS:g} ms: {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
 
 
 def main() -> int:
@@ -237,75 +187,14 @@ def main() -> int:
         raise SystemExit("wrk is required (apt-get install wrk)")
 
     load_before = os.getloadavg()
-    names = Hermetic.new()
-    issuer = TestTokenIssuer()
-    cookie = issuer.token(user_id=7, email="bench@example.com", ttl=3600)
+    names = Hermetic.new("catalog")
     work = Path(tempfile.mkdtemp(prefix="videoflix-bench-catalog-"))
     try:
-        ensure_database(names.database_url)
-        run_migrations(names.database_url, MIGRATIONS)
-        asyncio.run(seed(names.database_url, VIDEOS))
-        port = free_port()
-        with ServerThread(issuer.jwks_app()) as jwks:
-            env = {
-                **os.environ,
-                "ENVIRONMENT": "bench",
-                "LOG_LEVEL": "WARNING",
-                "HTTP_HOST": "127.0.0.1",
-                "HTTP_PORT": str(port),
-                **names.env(),
-                "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
-                "JWT_ISSUER": issuer.issuer,
-                "JWT_AUDIENCE": issuer.audience,
-                "MEDIA_ROOT": str(work / "media"),
-            }
-            # The default worker count of `serve` is what is measured.
-            env.pop("CATALOG_WORKERS", None)
-            log = work / "catalog.log"
-            url = f"http://127.0.0.1:{port}{LIST_PATH}"
-            with running([catalog_binary(), "serve"], env=env, log=log):
-                videos = wait_for_list(url, cookie, log=log)
-                if len(videos) != VIDEOS:
-                    raise SystemExit(f"expected {VIDEOS} videos in the list, got {len(videos)}")
-                body_bytes = len(json.dumps(videos, separators=(",", ":")).encode())
-                wrk_args = {
-                    "cookie": cookie,
-                    "connections": args.connections,
-                    "threads": args.threads,
-                }
-                run_wrk(url, seconds=args.warmup, **wrk_args)
-                result = run_wrk(url, seconds=args.duration, **wrk_args)
+        result, body_bytes = measure(args, names, work)
     finally:
         names.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-
-    ratio = result.requests_per_second / DJANGO_RPS
-    load_after = os.getloadavg()
-    ok = (
-        result.requests_per_second >= TARGET_RPS
-        and result.p99_ms < TARGET_P99_MS
-        and not result.errors
-    )
-    print(
-        f"\nGET {LIST_PATH}: {VIDEOS} videos (~{body_bytes} bytes of JSON), cookie auth, "
-        f"wrk {args.connections} connections / {args.threads} threads, {args.duration:g}s, "
-        f"catalog with its default workers; load average before "
-        f"{' '.join(f'{x:.2f}' for x in load_before)}, after "
-        f"{' '.join(f'{x:.2f}' for x in load_after)}"
-    )
-    print(f"{'server':<30}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
-    print(
-        f"{'Django reference':<30}{DJANGO_RPS:>10.0f}{'':>10}{DJANGO_P99_MS:>10.2f}  "
-        f"- ({DJANGO_SOURCE})"
-    )
-    print(
-        f"{'catalog (uvicorn)':<30}{result.requests_per_second:>10.0f}{result.p50_ms:>10.2f}"
-        f"{result.p99_ms:>10.2f}  {result.errors or '-'}"
-    )
-    print(
-        f"ratio catalog/Django: {ratio:.1f}x req/s; target >= {TARGET_RPS:,.0f} req/s and "
-        f"p99 < {TARGET_P99_MS:g} ms: {'PASS' if ok else 'FAIL'}"
-    )
+    ok = report(args, result, body_bytes, (load_before, os.getloadavg()))
     return 0 if ok else 1
 
 

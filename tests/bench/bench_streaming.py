@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,10 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import running
+
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoAccessChanged
-from videoflix_shared.testing.plugin import ServerThread
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import ServerThread
+from videoflix_testing.tokens import TestTokenIssuer
 
 SEGMENT_TARGET_BYTES = 620 * 1024
 SEGMENT_PATH = "/api/video/1/720p/seg_00000.ts"
@@ -153,24 +154,6 @@ def wait_for(url: str, headers: dict[str, str], timeout: float = 60) -> bytes:
             last_error = exc
             time.sleep(0.2)
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s: {last_error!r}")
-
-
-@contextlib.contextmanager
-def running(command: list[str], *, env: dict[str, str] | None = None, log: Path) -> Iterator[None]:
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def streaming_binary() -> str:

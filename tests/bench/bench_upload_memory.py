@@ -26,15 +26,16 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from bench_catalog_list import Hermetic, catalog_binary, running
+from harness import Hermetic, running, service_binary
 
 from videoflix_catalog.cli import MIGRATIONS
 from videoflix_shared.db import ensure_database, run_migrations
-from videoflix_shared.testing.plugin import NATS_URL, REDIS_URL, ServerThread, free_port
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import ServerThread, free_port
+from videoflix_testing.tokens import TestTokenIssuer
 
 LIMIT_MB = 150
 CHUNK = 1024 * 1024
@@ -144,73 +145,72 @@ def upload(port: int, token: str, clip: bytes, total: int) -> tuple[int, dict, f
     return response.status, body, time.monotonic() - started
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gib", type=float, default=2.0, help="upload size in GiB")
-    args = parser.parse_args()
-    total = int(args.gib * 1024**3)
+@dataclass(frozen=True)
+class Measurement:
+    pid: int  # the catalog process that received the upload
+    status: int
+    body: dict
+    seconds: float
+    idle_rss: int
+    stored_size: int  # bytes of the stored source file (-1: none)
+    sampler: RssSampler
 
-    names = Hermetic.new()
+
+def measure(total: int, names: Hermetic, work: Path) -> Measurement:
+    """Start one catalog worker, upload `total` bytes to it, sample its memory meanwhile."""
     issuer = TestTokenIssuer()
     token = issuer.token(user_id=1, email="admin@example.com", is_admin=True, ttl=3600)
-    work = Path(tempfile.mkdtemp(prefix="videoflix-bench-upload-"))
-    try:
-        clip = make_clip(work / "clip.ts")
-        ensure_database(names.database_url)
-        run_migrations(names.database_url, MIGRATIONS)
-        port = free_port()
-        with ServerThread(issuer.jwks_app()) as jwks:
-            env = {
-                **os.environ,
-                "LOG_LEVEL": "WARNING",
-                "HTTP_HOST": "127.0.0.1",
-                "HTTP_PORT": str(port),
-                "CATALOG_WORKERS": "1",
-                "CATALOG_MAX_UPLOAD_BYTES": str(total + 1024**2),
-                "CATALOG_DATABASE_URL": names.database_url,
-                "REDIS_URL": REDIS_URL,
-                "REDIS_KEY_PREFIX": names.redis_prefix,
-                "NATS_URL": NATS_URL,
-                "NATS_SUBJECT_PREFIX": names.subject_prefix,
-                "NATS_STREAM_PREFIX": names.stream_prefix,
-                "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
-                "JWT_ISSUER": issuer.issuer,
-                "JWT_AUDIENCE": issuer.audience,
-                "MEDIA_ROOT": str(work / "media"),
-            }
-            log = work / "catalog.log"
-            with running([catalog_binary(), "serve"], env=env, log=log):
-                wait_ready(port)
-                pid = server_pid(port)
-                time.sleep(1)  # let startup settle (NATS connect, first JWKS fetch)
-                idle = psutil.Process(pid).memory_info().rss
-                sampler = RssSampler(pid)
-                sampler.start()
-                status, body, seconds = upload(port, token, clip, total)
-                sampler.stop()
-                stored = work / "media" / f"uploads/{body.get('id')}/source.ts"
-                stored_size = stored.stat().st_size if stored.exists() else -1
-    finally:
-        names.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
+    clip = make_clip(work / "clip.ts")
+    ensure_database(names.database_url)
+    run_migrations(names.database_url, MIGRATIONS)
+    port = free_port()
+    with ServerThread(issuer.jwks_app()) as jwks:
+        env = {
+            **os.environ,
+            "LOG_LEVEL": "WARNING",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+            "CATALOG_WORKERS": "1",
+            "CATALOG_MAX_UPLOAD_BYTES": str(total + 1024**2),
+            **names.env(),
+            "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
+            "JWT_ISSUER": issuer.issuer,
+            "JWT_AUDIENCE": issuer.audience,
+            "MEDIA_ROOT": str(work / "media"),
+        }
+        with running([service_binary("catalog"), "serve"], env=env, log=work / "catalog.log"):
+            wait_ready(port)
+            pid = server_pid(port)
+            time.sleep(1)  # let startup settle (NATS connect, first JWKS fetch)
+            idle = psutil.Process(pid).memory_info().rss
+            sampler = RssSampler(pid)
+            sampler.start()
+            status, body, seconds = upload(port, token, clip, total)
+            sampler.stop()
+    stored = work / "media" / f"uploads/{body.get('id')}/source.ts"
+    stored_size = stored.stat().st_size if stored.exists() else -1
+    return Measurement(pid, status, body, seconds, idle, stored_size, sampler)
 
+
+def report(m: Measurement, total: int, gib: float) -> bool:
+    """Print the figures; whether the upload was stored whole within the memory limit."""
     # The figure held to the limit is the server process itself: the one that parses and
     # writes the 2 GiB, whose memory must not depend on the upload's size. ffprobe's RSS
     # (a separate, short-lived process with a fixed floor from the libav* libraries) is
     # printed beside it, and the sum too.
+    sampler = m.sampler
     own_mb, children_mb, total_mb = (
         sampler.peak_own / 1e6,
         sampler.peak_children / 1e6,
         sampler.peak / 1e6,
     )
-    ok = status == 202 and stored_size == total and own_mb < LIMIT_MB
-    print(f"\nupload of {total:,} bytes ({args.gib:g} GiB) to one catalog process (pid {pid})")
-    print(f"{'response':<30}{status} {json.dumps(body)[:120] if status != 202 else ''}")
-    print(
-        f"{'stored file':<30}{stored_size:,} bytes ({'complete' if stored_size == total else 'WRONG'})"
-    )
-    print(f"{'time':<30}{seconds:.1f} s ({total / seconds / 1e6:.0f} MB/s)")
-    print(f"{'RSS idle':<30}{idle / 1e6:.1f} MB")
+    complete = m.stored_size == total
+    ok = m.status == 202 and complete and own_mb < LIMIT_MB
+    print(f"\nupload of {total:,} bytes ({gib:g} GiB) to one catalog process (pid {m.pid})")
+    print(f"{'response':<30}{m.status} {json.dumps(m.body)[:120] if m.status != 202 else ''}")
+    print(f"{'stored file':<30}{m.stored_size:,} bytes ({'complete' if complete else 'WRONG'})")
+    print(f"{'time':<30}{m.seconds:.1f} s ({total / m.seconds / 1e6:.0f} MB/s)")
+    print(f"{'RSS idle':<30}{m.idle_rss / 1e6:.1f} MB")
     print(f"{'RSS peak, server process':<30}{own_mb:.1f} MB ({sampler.samples} samples)")
     print(f"{'RSS peak, children (ffprobe)':<30}{children_mb:.1f} MB")
     print(f"{'RSS peak, process + children':<30}{total_mb:.1f} MB")
@@ -218,7 +218,23 @@ def main() -> int:
         f"server process under {LIMIT_MB} MB: {'PASS' if ok else 'FAIL'} "
         f"(with children: {'under' if total_mb < LIMIT_MB else 'OVER'} the limit)"
     )
-    return 0 if ok else 1
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gib", type=float, default=2.0, help="upload size in GiB")
+    args = parser.parse_args()
+    total = int(args.gib * 1024**3)
+
+    names = Hermetic.new("catalog")
+    work = Path(tempfile.mkdtemp(prefix="videoflix-bench-upload-"))
+    try:
+        measurement = measure(total, names, work)
+    finally:
+        names.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if report(measurement, total, args.gib) else 1
 
 
 if __name__ == "__main__":

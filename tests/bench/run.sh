@@ -4,11 +4,11 @@
 # and prints its own table; the output is also kept in test-artifacts/bench/.
 # Run one: `make bench BENCH=streaming` (matches bench_<name>.py). The benchmarks:
 # auth_flood (token refresh during a register flood), catalog_list, streaming, transcode,
-# upload_memory.
+# upload_memory, tus_upload (resumable upload vs the single request).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 UV=$(command -v uv || echo "python3 -m uv")
-RUN="$UV run --frozen --all-packages"
+RUN="$UV run --frozen --all-packages --group bench"  # deploy/install.sh INSTALL_BENCH=1 synced it
 eval "$($RUN python -m deploy.devstack infra --data-dir .data/test-infra --print-env)"
 mkdir -p test-artifacts/bench
 status=0

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     Api,
     Mailbox,
     Stack,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import PublishedVideo, Stack, User, screenshot
-from tests.e2e.conftest import step as timed_step
+from tests.e2e.helpers import PublishedVideo, Stack, User, screenshot
+from tests.e2e.helpers import step as timed_step
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -47,24 +47,7 @@ def test_video_plays_in_chromium_with_hlsjs_and_switches_to_720p(
             page.goto(f"{frontend}/player.html")
             assert page.evaluate("typeof Hls !== 'undefined' && Hls.isSupported()")
 
-        with timed_step("browser", "login through the gateway (fetch, credentials)"):
-            login = page.evaluate(
-                "([api, email, password]) => window.player.login(api, email, password)",
-                [stack.base_url, active_user.email, active_user.password],
-            )
-            assert login["status"] == 200, login
-            assert "csrftoken=" in login["cookies"], "csrftoken is readable by the page"
-            assert "access_token" not in login["cookies"], "the tokens are HttpOnly"
-
-        with timed_step("browser", "list the videos, load the thumbnail in an <img>"):
-            listed = page.evaluate("(api) => window.player.listVideos(api)", stack.base_url)
-            assert listed["status"] == 200, listed
-            entry = next(v for v in listed["body"] if str(v["id"]) == str(published_video.id))
-            size = page.evaluate(
-                "(url) => window.player.showThumbnail(url)", entry["thumbnail_url"]
-            )
-            assert size["width"] > 0
-            assert size["height"] > 0
+        log_in_and_show_the_thumbnail(page, stack, active_user, published_video)
 
         with timed_step("browser", "play 480p for more than 2 s"):
             page.evaluate(
@@ -84,9 +67,31 @@ def test_video_plays_in_chromium_with_hlsjs_and_switches_to_720p(
             page.wait_for_function("document.getElementById('video').videoHeight === 720")
 
         state = page.evaluate("window.player.state()")
-        assert not state["fatalErrors"] and state["mediaError"] is None, state
+        assert not state["fatalErrors"], state
+        assert state["mediaError"] is None, state
         assert state["currentTime"] > 2.0
     finally:
         shot = screenshot(page, "e2e-browser-playback")
         context.close()
     assert shot.stat().st_size > 0, console
+
+
+def log_in_and_show_the_thumbnail(
+    page: Any, stack: Stack, user: User, video: PublishedVideo
+) -> None:
+    with timed_step("browser", "login through the gateway (fetch, credentials)"):
+        login = page.evaluate(
+            "([api, email, password]) => window.player.login(api, email, password)",
+            [stack.base_url, user.email, user.password],
+        )
+        assert login["status"] == 200, login
+        assert "csrftoken=" in login["cookies"], "csrftoken is readable by the page"
+        assert "access_token" not in login["cookies"], "the tokens are HttpOnly"
+
+    with timed_step("browser", "list the videos, load the thumbnail in an <img>"):
+        listed = page.evaluate("(api) => window.player.listVideos(api)", stack.base_url)
+        assert listed["status"] == 200, listed
+        entry = next(v for v in listed["body"] if str(v["id"]) == str(video.id))
+        size = page.evaluate("(url) => window.player.showThumbnail(url)", entry["thumbnail_url"])
+        assert size["width"] > 0
+        assert size["height"] > 0

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_UPLOAD,
+from tests.e2e.helpers import (
     Api,
     Stack,
     User,
     generate_clip,
     screenshot,
+    upload,
     wait_for_status,
     wait_until_playable,
 )
-from tests.e2e.conftest import step as timed_step
+from tests.e2e.helpers import step as timed_step
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -31,16 +31,8 @@ PLAY_TIMEOUT_MS = 60_000
 
 def upload_with_defaults(admin_api: Api, clip: Path, title: str) -> dict:
     """Upload as the admin page does with its defaults: published once transcoded."""
-    with clip.open("rb") as source:
-        response = admin_api.post(
-            ADMIN_UPLOAD,
-            data={"title": title, "category": "Drama"},
-            files={"file": (clip.name, source, "video/mp4")},
-            headers=admin_api.csrf_headers(),
-            timeout=120,
-        )
-    assert response.status_code == 202, response.text
-    video = wait_for_status(admin_api, response.json()["id"])
+    body = upload(admin_api, clip, {"title": title, "category": "Drama"})
+    video = wait_for_status(admin_api, body["id"])
     assert video["published"] is True, "publish when ready is the default"
     wait_until_playable(admin_api.stack, video["id"])
     return video
@@ -78,10 +70,12 @@ def test_each_resolution_plays_for_a_small_source_and_a_portrait_video(
             for resolution in RESOLUTIONS:
                 with timed_step("renditions", f"{video['width']}x{video['height']} {resolution}"):
                     state = play_for_a_second(page, stack, video["id"], resolution)
-                assert not state["fatalErrors"] and state["mediaError"] is None, state
+                assert not state["fatalErrors"], state
+                assert state["mediaError"] is None, state
                 assert state["currentTime"] > 1.0, state
                 served = {f.split("/api/video/")[1].split("/")[1] for f in state["fragments"]}
-                assert served and served <= set(video["renditions"]), (resolution, served)
+                assert served, (resolution, state["fragments"])
+                assert served <= set(video["renditions"]), (resolution, served)
     finally:
         screenshot(page, "e2e-every-rendition")
         context.close()

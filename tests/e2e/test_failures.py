@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     ADMIN_UPLOAD,
     ADMIN_VIDEOS,
     Api,

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_VIDEOS, Api, PublishedVideo, Stack, assert_error_body
+from tests.e2e.helpers import ADMIN_VIDEOS, Api, PublishedVideo, Stack, assert_error_body
 
 INTERNAL_ENDPOINTS = ("/metrics", "/readyz", "/docs", "/openapi.json", "/redoc")
 

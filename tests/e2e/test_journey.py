@@ -15,7 +15,7 @@ import httpx
 import m3u8
 import pytest
 
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     REFRESH_GRACE_SECONDS,
     Api,
     Mailbox,
@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
     set_cookies,
     strong_password,
 )
-from tests.e2e.conftest import step as timed_step
+from tests.e2e.helpers import step as timed_step
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,8 @@ def assert_auth_cookies(response: httpx.Response) -> dict:
         assert morsel["path"] == "/", name
         assert not morsel["secure"], f"{name} is Secure on plain-http localhost"
     csrf = cookies["csrftoken"]
-    assert csrf.value and not csrf["httponly"], "csrftoken must be readable by scripts"
+    assert csrf.value, "csrftoken is set"
+    assert not csrf["httponly"], "csrftoken must be readable by scripts"
     assert csrf["path"] == "/"
     return cookies
 
@@ -63,7 +64,26 @@ def test_user_journey_from_registration_to_password_reset(
 ) -> None:
     email, password = new_email("journey"), strong_password()
     user = api_factory()
+    register_and_activate(stack, user, mailbox, email, password)
+    first_cookies = log_in_and_ask_who(user, email, password)
 
+    with step("admin uploads a 1080p clip; transcoded"):
+        video: PublishedVideo = request.getfixturevalue("published_video")
+
+    with step("the list shows it, thumbnail loads"):
+        check_list_and_thumbnail(stack, user, video)
+
+    with step("master, rendition playlists and every segment"):
+        check_playlists_and_segments(user, video)
+
+    refresh_rotates_and_replay_revokes(stack, user, first_cookies)
+    log_out(stack, user, email, password)
+    reset_password(stack, user, api_factory(), mailbox, email, password)
+
+
+def register_and_activate(
+    stack: Stack, user: Api, mailbox: Mailbox, email: str, password: str
+) -> None:
     with step("register"):
         seen = mailbox.ids(email)
         response = user.register(email, password)
@@ -84,6 +104,9 @@ def test_user_journey_from_registration_to_password_reset(
         assert response.status_code == 200, response.text
         assert response.json() == {"message": "Account successfully activated."}
 
+
+def log_in_and_ask_who(user: Api, email: str, password: str) -> dict:
+    """Log in (cookies, no token in the body) and read /api/user/; the login's cookies."""
     with step("login"):
         response = user.login(email, password)
         assert response.status_code == 200, response.text
@@ -103,16 +126,10 @@ def test_user_journey_from_registration_to_password_reset(
         assert me["is_admin"] is False
         assert str(me["id"]) == str(body["user"]["id"])
         datetime.fromisoformat(me["date_joined"].replace("Z", "+00:00"))
+    return first_cookies
 
-    with step("admin uploads a 1080p clip; transcoded"):
-        video: PublishedVideo = request.getfixturevalue("published_video")
 
-    with step("the list shows it, thumbnail loads"):
-        check_list_and_thumbnail(stack, user, video)
-
-    with step("master, rendition playlists and every segment"):
-        check_playlists_and_segments(user, video)
-
+def refresh_rotates_and_replay_revokes(stack: Stack, user: Api, first_cookies: dict) -> None:
     with step("refresh rotates the tokens"):
         old_refresh = user.cookies.get("refresh_token")
         old_access = user.cookies.get("access_token")
@@ -123,9 +140,9 @@ def test_user_journey_from_registration_to_password_reset(
         rotated = set_cookies(response)
         assert rotated["access_token"].value not in ("", old_access)
         assert rotated["refresh_token"].value not in ("", old_refresh)
-        assert old_refresh not in response.text and rotated["refresh_token"].value not in (
-            response.text
-        ), "the refresh token never appears in a body"
+        # the refresh token never appears in a body
+        assert old_refresh not in response.text
+        assert rotated["refresh_token"].value not in response.text
         assert user.get("/api/user/").status_code == 200
 
     with step("the old refresh token again within the grace: a working pair, no logout"):
@@ -145,6 +162,8 @@ def test_user_journey_from_registration_to_password_reset(
         response = user.post("/api/token/refresh/")  # the rotated token died with its family
         assert response.status_code == 401, response.text
 
+
+def log_out(stack: Stack, user: Api, email: str, password: str) -> None:
     with step("log in again, logout"):
         user.cookies.clear()
         user.login_ok(email, password)
@@ -167,8 +186,12 @@ def test_user_journey_from_registration_to_password_reset(
         response = user.get("/api/video/")
         assert response.status_code == 401, response.text
 
+
+def reset_password(
+    stack: Stack, user: Api, other_session: Api, mailbox: Mailbox, email: str, password: str
+) -> None:
+    """The emailed reset link sets a new password and ends every other session."""
     with step("password reset through the emailed link"):
-        other_session = api_factory()
         other_session.login_ok(email, password)
         seen = mailbox.ids(email)
         response = user.post("/api/password_reset/", json={"email": email})
@@ -213,7 +236,8 @@ def check_list_and_thumbnail(stack: Stack, user: Api, video: PublishedVideo) -> 
 
     thumbnail_url = entry["thumbnail_url"]
     parts = urlsplit(thumbnail_url)
-    assert parts.scheme in ("http", "https") and parts.netloc, "thumbnail_url is absolute"
+    assert parts.scheme in ("http", "https"), "thumbnail_url is absolute"
+    assert parts.netloc, "thumbnail_url is absolute"
     assert thumbnail_url.startswith(stack.base_url), (thumbnail_url, stack.base_url)
     # An <img> on the frontend's origin: no Authorization header, cookies of the site only.
     thumbnail = httpx.get(thumbnail_url, headers={"Origin": stack.frontend_origin}, timeout=10)
@@ -231,9 +255,8 @@ def check_playlists_and_segments(user: Api, video: PublishedVideo) -> None:
     assert master.is_variant
     variants = {}
     for playlist in master.playlists:
-        assert not urlsplit(playlist.uri).scheme and not playlist.uri.startswith("/"), (
-            "variant URIs are relative"
-        )
+        assert not urlsplit(playlist.uri).scheme, f"variant URIs are relative: {playlist.uri}"
+        assert not playlist.uri.startswith("/"), f"variant URIs are relative: {playlist.uri}"
         resolution = playlist.uri.split("/")[0]
         assert urlsplit(playlist.uri).path == f"{resolution}/index.m3u8", playlist.uri
         assert playlist.stream_info.bandwidth > 0
@@ -257,7 +280,8 @@ def check_rendition(user: Api, rendition_path: str, resolution: str, clip_second
     total = 0.0
     for segment in playlist.segments:
         uri = urlsplit(segment.uri)  # a version query (?v=...) may follow the file name
-        assert not uri.scheme and not uri.netloc, f"relative segment URI: {segment.uri}"
+        assert not uri.scheme, f"relative segment URI: {segment.uri}"
+        assert not uri.netloc, f"relative segment URI: {segment.uri}"
         assert SEGMENT_NAME.match(uri.path), f"segment name: {segment.uri}"
         assert segment.duration <= playlist.target_duration + 0.5
         total += segment.duration
@@ -280,7 +304,8 @@ def check_rendition(user: Api, rendition_path: str, resolution: str, clip_second
 
 
 def assert_mpeg_ts(data: bytes, name: str) -> None:
-    assert data and len(data) % TS_PACKET == 0, f"{name}: {len(data)} bytes"
+    assert data, f"{name}: empty"
+    assert len(data) % TS_PACKET == 0, f"{name}: {len(data)} bytes"
     assert all(data[i] == 0x47 for i in range(0, len(data), TS_PACKET)), (
         f"{name}: sync byte 0x47 missing"
     )

@@ -17,14 +17,14 @@ import httpx
 import m3u8
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_UPLOAD,
+from tests.e2e.helpers import (
     ADMIN_VIDEOS,
     Api,
     Stack,
     User,
     assert_error_body,
     generate_clip,
+    upload,
     wait_for_status,
 )
 
@@ -58,21 +58,13 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def upload_ready(admin: Api, clip: Path, title: str) -> dict[str, Any]:
     """The admin uploads `clip` as a draft and waits until it is transcoded (unpublished)."""
-    with clip.open("rb") as source:
-        response = admin.post(
-            ADMIN_UPLOAD,
-            data={
-                "title": title,
-                "description": "Access test.",
-                "category": "Drama",
-                "publish_when_ready": "false",
-            },
-            files={"file": ("small.mp4", source, "video/mp4")},
-            headers=admin.csrf_headers(),
-            timeout=120,
-        )
-    assert response.status_code == 202, response.text
-    return wait_for_status(admin, response.json()["id"])
+    form = {
+        "title": title,
+        "description": "Access test.",
+        "category": "Drama",
+        "publish_when_ready": "false",
+    }
+    return wait_for_status(admin, upload(admin, clip, form)["id"])
 
 
 def set_published(admin: Api, video_id: int, published: bool) -> None:
@@ -191,7 +183,7 @@ def published_small_video(admin_api: Api, small_clip: Path) -> VideoPaths:
 
 @pytest.mark.timeout(540)
 def test_huge_or_malformed_range_headers_never_answer_5xx(
-    stack: Stack, viewer: Api, published_small_video: VideoPaths
+    viewer: Api, published_small_video: VideoPaths
 ) -> None:
     paths = published_small_video
     eventually(lambda: statuses(viewer, paths.media) == dict.fromkeys(paths.media, 200), "plays")

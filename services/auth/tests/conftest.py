@@ -30,6 +30,7 @@ from videoflix_shared.bus import EventBus
 from videoflix_shared.db import run_migrations
 from videoflix_shared.events import parse_event
 from videoflix_shared.sealing import SEALED_VERSION, Sealer
+from videoflix_testing.clients import asgi_client as client_for
 
 PASSWORD = "Correct-Horse-42"
 
@@ -85,13 +86,6 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
 async def auth_app(make_settings: Callable[..., AuthSettings]) -> AsyncIterator[FastAPI]:
     async with running(create_app(make_settings())) as app:
         yield app
-
-
-def client_for(app: FastAPI, client_ip: str = "127.0.0.1") -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=(client_ip, 50000)),
-        base_url="http://testserver",
-    )
 
 
 @pytest.fixture

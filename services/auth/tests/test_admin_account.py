@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from videoflix_auth.app import create_app
-from videoflix_shared.testing.plugin import free_port, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until_async
 
 
 def admin_email(domain: str = "videoflix.test") -> str:
@@ -84,8 +84,9 @@ def test_serve_in_production_without_an_admin_exits_with_the_reason(make_setting
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("db")
 async def test_create_admin_generates_a_password_once_and_it_signs_in(
-    make_settings, start_app, db
+    make_settings, start_app
 ) -> None:
     email = admin_email()
     result = run_cli(make_settings, "create-admin", email)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from videoflix_shared.testing.plugin import free_port
 from videoflix_shared.text import UNSTORABLE_TEXT
+from videoflix_testing.plugin import free_port
 
 ODD_EMAILS = [
     "user\x00@example.com",
@@ -82,7 +82,8 @@ async def test_odd_unicode_emails_are_refused_everywhere(api, db, email):
     assert (db.count("users"), db.count("outbox")) == before
 
 
-async def test_odd_passwords_do_not_break_hashing(api, db):
+@pytest.mark.usefixtures("db")
+async def test_odd_passwords_do_not_break_hashing(api):
     email = api.new_email()
     odd = "p\u00e4ss\ud83d\ude00word-\u202e-ok"  # umlaut, an emoji as surrogate pair, RTL mark
     response = await api.client.post(

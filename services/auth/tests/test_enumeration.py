@@ -34,7 +34,8 @@ async def measure(
             response = await call(existing)
             times[existing].append(time.perf_counter() - start)
             answers[existing].add(answer(response, existing))
-    assert len(answers[True]) == 1 and answers[True] == answers[False], answers
+    assert len(answers[True]) == 1, answers
+    assert answers[True] == answers[False], answers
     known, unknown = statistics.median(times[True]), statistics.median(times[False])
     difference = abs(known - unknown) / min(known, unknown)
     print(
@@ -44,7 +45,7 @@ async def measure(
     assert difference < MAX_RELATIVE_DIFFERENCE
 
 
-def status_and_body(response: httpx.Response, existing: bool) -> tuple[int, bytes]:
+def status_and_body(response: httpx.Response, _existing: bool) -> tuple[int, bytes]:
     return response.status_code, response.content
 
 

@@ -13,7 +13,7 @@ import schemathesis
 from starlette_testclient import TestClient
 
 from videoflix_auth.app import create_app
-from videoflix_shared.testing.fuzz import FUZZ_SETTINGS, openapi_of, send_and_check
+from videoflix_testing.fuzz import FUZZ_SETTINGS, openapi_of, send_and_check
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from videoflix_shared.bus import EventBus
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -76,6 +76,29 @@ async def published_email(bus: EventBus, subject: str) -> str | None:
     return json.loads(msg.data)["email"]
 
 
+async def register_while_nats_dies(api, db, private_nats, observer, subject: str) -> None:
+    """A registration answered while NATS goes down; its event goes out once NATS is back
+    (same port and store) and its outbox row is deleted then."""
+    email = api.new_email("outage")
+    registering = asyncio.create_task(api.register(email))
+    private_nats.kill()
+    assert (await registering).status_code == 201
+    assert db.query(
+        "SELECT published_at IS NULL FROM outbox WHERE payload->>'email' = %s", email
+    ) == [(True,)]
+    private_nats.start()
+    await wait_until_async(
+        lambda: _is(published_email(observer, subject), email),
+        timeout=30,
+        what="event published after NATS restart",
+    )
+    await wait_until_async(
+        lambda: db.query("SELECT 1 FROM outbox WHERE payload->>'email' = %s", email) == [],
+        timeout=10,
+        what="outbox row deleted once published",
+    )
+
+
 async def test_registration_events_survive_nats_outages(
     start_app, private_nats, common_env, make_auth_database
 ):
@@ -116,24 +139,7 @@ async def test_registration_events_survive_nats_outages(
             )
 
             # 2. NATS dies during a registration and comes back on the same port and store.
-            second = api.new_email("outage")
-            registering = asyncio.create_task(api.register(second))
-            private_nats.kill()
-            assert (await registering).status_code == 201
-            assert db.query(
-                "SELECT published_at IS NULL FROM outbox WHERE payload->>'email' = %s", second
-            ) == [(True,)]
-            private_nats.start()
-            await wait_until_async(
-                lambda: _is(published_email(observer, subject), second),
-                timeout=30,
-                what="event published after NATS restart",
-            )
-            await wait_until_async(
-                lambda: db.query("SELECT 1 FROM outbox WHERE payload->>'email' = %s", second) == [],
-                timeout=10,
-                what="outbox row deleted once published",
-            )
+            await register_while_nats_dies(api, db, private_nats, observer, subject)
         finally:
             with contextlib.suppress(Exception):
                 await observer.close()

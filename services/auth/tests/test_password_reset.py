@@ -61,7 +61,8 @@ async def test_reset_request_with_malformed_address_is_400(api, email):
     assert "email" in response.json()
 
 
-async def test_password_confirm_sets_password_and_ends_every_session(api, db, start_app):
+@pytest.mark.usefixtures("db")
+async def test_password_confirm_sets_password_and_ends_every_session(api, start_app):
     email = await api.logged_in()
     # A second login session (another browser) of the same user.
     async with start_app() as (_, other_browser):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from videoflix_shared.testing.plugin import free_port, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until_async
 
 RATE_LIMITED = {"detail": "Too many attempts. Please try again later."}
 

@@ -80,10 +80,10 @@ async def test_expired_activation_link_is_refused(api, db):
     "forge",
     [
         lambda uid, token: (uid, token[:-2] + ("AA" if token[-2:] != "AA" else "BB")),
-        lambda uid, token: ("OTk5OTk5OTk", token),  # another user id
-        lambda uid, token: ("not base64!", token),
-        lambda uid, token: ("YWJj", token),  # base64 of "abc"
-        lambda uid, token: (uid, "x" * 500),
+        lambda _uid, token: ("OTk5OTk5OTk", token),  # another user id
+        lambda _uid, token: ("not base64!", token),
+        lambda _uid, token: ("YWJj", token),  # base64 of "abc"
+        lambda uid, _token: (uid, "x" * 500),
     ],
     ids=["token", "other-uid", "bad-base64", "non-numeric-uid", "oversized-token"],
 )
@@ -195,7 +195,8 @@ async def test_email_uniqueness_ignores_case(api, db):
 def already_registered_link(api, email: str) -> tuple[str, str]:
     """(uidb64, token) of the activation link in the newest "someone tried to register" event."""
     notices = api.db.events("auth.user.already_registered", email)
-    assert notices and notices[-1]["activation_url"], notices
+    assert notices, notices
+    assert notices[-1]["activation_url"], notices
     return api.link_parts(notices[-1]["activation_url"])
 
 
@@ -321,5 +322,6 @@ async def test_a_registration_racing_the_activation_leaves_no_open_link(api, db)
         open_links = db.query(
             "SELECT count(*) FROM link_tokens WHERE user_id = %s AND used_at IS NULL", user["id"]
         )
-        assert user["is_active"] is True and open_links == [(0,)], step
+        assert user["is_active"] is True, step
+        assert open_links == [(0,)], step
         assert (await api.login(email, OWNER_PASSWORD)).status_code == 200

@@ -54,7 +54,8 @@ async def test_cookies_are_secure_when_configured(start_app):
     assert all("; secure" in header.lower() for header in cookies.values())
 
 
-async def test_login_failures_are_indistinguishable(api, db):
+@pytest.mark.usefixtures("db")
+async def test_login_failures_are_indistinguishable(api):
     active = await api.register_active()
     inactive = api.new_email()
     await api.register(inactive)

@@ -23,8 +23,9 @@ import redis.asyncio as aioredis
 
 from videoflix_auth.app import create_app
 from videoflix_shared.bus import EventBus
+from videoflix_shared.processes import stop_processes
 from videoflix_shared.sealing import MissingMailTokenKey
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 
 from .conftest import raw_stream_messages, running
 
@@ -53,13 +54,7 @@ class MailerProcesses:
         return b"".join(path.read_bytes() for path in self.logs.glob("*.log"))
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes)
 
 
 @pytest.fixture
@@ -119,17 +114,14 @@ async def redis_values(url: str, prefix: str) -> list[bytes]:
     return values
 
 
-async def test_tokens_rest_in_clear_only_in_the_mailbox(api, db, mailer, common_env):
-    processes, sink_http = mailer
-    email = api.new_email("at-rest")
-    assert (await api.register(email)).status_code == 201
-    assert (await api.register(email)).status_code == 201  # again, before activating
+async def activate_with_a_mailed_link(api, sink_http, email: str) -> None:
+    """(b) a link the mailer sent activates the account (newest first)."""
     registration_mails = await asyncio.to_thread(wait_for_mail, sink_http, email, 2)
     activation_links = [
         link for message in registration_mails for link in message["links"] if "token=" in link
     ]
     assert activation_links, registration_mails
-    activated = []  # (b) a link the mailer sent activates the account (newest first)
+    activated = []
     for link in activation_links:
         uid, token = api.link_parts(link)
         activated.append((await api.client.get(f"/api/activate/{uid}/{token}/")).status_code)
@@ -137,27 +129,26 @@ async def test_tokens_rest_in_clear_only_in_the_mailbox(api, db, mailer, common_
             break
     assert activated[-1] == 200, activated
 
+
+async def reset_with_the_mailed_link(api, sink_http, email: str) -> set[str]:
+    """(b) the reset link the mailer sent works; returns every mailed link and its token."""
     response = await api.client.post("/api/password_reset/", json={"email": email})
     assert response.status_code == 200
     mails = await asyncio.to_thread(wait_for_mail, sink_http, email, 3)
     links = [link for message in mails for link in message["links"] if "token=" in link]
     reset_link = next(link for link in links if "confirm_password" in link)
     assert re.match(r"http://127\.0\.0\.1:5500/pages/auth/confirm_password\.html\?uid=", reset_link)
-    secrets = {TOKEN_IN_LINK.search(link).group(1) for link in links} | set(links)
-    assert len(secrets) >= 4  # two activation links (or one and a notice with it) + reset
-    # (b) the reset link the mailer sent works
     reset_uid, reset_token = api.link_parts(reset_link)
     confirm = await api.client.post(
         f"/api/password_confirm/{reset_uid}/{reset_token}/",
         json={"new_password": "Another-Horse-43", "confirm_password": "Another-Horse-43"},
     )
     assert confirm.status_code == 200, confirm.text
+    return {TOKEN_IN_LINK.search(link).group(1) for link in links} | set(links)
 
-    # (a) the outbox keeps no row once published
-    await wait_until_async(lambda: db.count("outbox") == 0, timeout=15, what="outbox empty")
-    assert db.query("SELECT count(*) FROM outbox") == [(0,)]
 
-    # (a) the AUTH stream, message by message, as stored
+async def auth_stream_as_stored(common_env) -> list[tuple[str, bytes]]:
+    """(a) the AUTH stream, message by message, as stored."""
     bus = EventBus(
         url=common_env["NATS_URL"],
         subject_prefix=common_env["NATS_SUBJECT_PREFIX"],
@@ -171,6 +162,23 @@ async def test_tokens_rest_in_clear_only_in_the_mailbox(api, db, mailer, common_
         assert info.config.max_age == 6 * 3600
     finally:
         await bus.close()
+    return stored
+
+
+async def test_tokens_rest_in_clear_only_in_the_mailbox(api, db, mailer, common_env):
+    processes, sink_http = mailer
+    email = api.new_email("at-rest")
+    assert (await api.register(email)).status_code == 201
+    assert (await api.register(email)).status_code == 201  # again, before activating
+    await activate_with_a_mailed_link(api, sink_http, email)
+    secrets = await reset_with_the_mailed_link(api, sink_http, email)
+    assert len(secrets) >= 4  # two activation links (or one and a notice with it) + reset
+
+    # (a) the outbox keeps no row once published
+    await wait_until_async(lambda: db.count("outbox") == 0, timeout=15, what="outbox empty")
+    assert db.query("SELECT count(*) FROM outbox") == [(0,)]
+
+    stored = await auth_stream_as_stored(common_env)
     mine = [data for _, data in stored if email.encode() in data]
     assert len(mine) >= 3
     # (a) the mailer's Redis keys (sent-ledger, claims, dead letters) and its log

@@ -21,7 +21,7 @@ from videoflix_shared.bus import EventBus
 from videoflix_shared.db import create_engine, create_session_factory
 from videoflix_shared.events import VideoAccessChanged, parse_event
 from videoflix_shared.outbox import OutboxMessage
-from videoflix_shared.testing.plugin import NATS_URL, wait_until_async
+from videoflix_testing.plugin import NATS_URL, wait_until_async
 
 from .conftest import Catalog, make_settings
 
@@ -120,7 +120,7 @@ async def test_reconciling_with_the_stream_intact_stages_nothing(catalog: Catalo
 
 
 @pytest.fixture
-async def upgraded_catalog(catalog: Catalog, fresh_catalog_env) -> AsyncIterator[dict]:
+async def upgraded_catalog(fresh_catalog_env) -> AsyncIterator[dict]:
     """A catalog database whose videos were created before playback announcements existed
     (rows written directly, no outbox rows), on NATS streams of its own."""
     env = fresh_catalog_env(f"catalog_upgrade_{uuid.uuid4().hex[:6]}")
@@ -195,8 +195,9 @@ async def outbox_empty(app: FastAPI) -> bool:
         return not await session.scalar(select(func.count()).select_from(OutboxMessage))
 
 
+@pytest.mark.usefixtures("catalog")  # the shared catalog runs alongside, as in the suite
 async def test_start_after_an_upgrade_announces_videos_that_predate_the_stream(
-    catalog: Catalog, upgraded_catalog: dict
+    upgraded_catalog: dict,
 ) -> None:
     settings, bus = upgraded_catalog["settings"], upgraded_catalog["bus"]
     before = await announcements_so_far(bus)
@@ -218,8 +219,9 @@ async def test_start_after_an_upgrade_announces_videos_that_predate_the_stream(
         assert await announcements_so_far(bus) - before == 3, "nothing announced again"
 
 
+@pytest.mark.usefixtures("catalog")  # the shared catalog runs alongside, as in the suite
 async def test_start_rebuilds_a_lost_stream_and_buries_videos_it_no_longer_has(
-    catalog: Catalog, upgraded_catalog: dict
+    upgraded_catalog: dict,
 ) -> None:
     settings, bus = upgraded_catalog["settings"], upgraded_catalog["bus"]
     async with start_and_backfill(settings) as app:

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from videoflix_catalog.list_cache import ListCache
-from videoflix_shared.testing.plugin import REDIS_URL, wait_until_async
+from videoflix_testing.plugin import REDIS_URL, wait_until_async
 
 
 class Builder:

@@ -7,7 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from videoflix_catalog.app import create_app
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.tokens import TestTokenIssuer
 
 CONTRACT_FIELDS = {"id", "created_at", "title", "description", "thumbnail_url", "category"}
 
@@ -118,7 +118,7 @@ async def test_list_is_served_from_the_redis_cache_between_changes(catalog, view
 
 
 async def test_list_is_built_from_the_database_while_redis_is_down(
-    catalog, catalog_env: dict[str, str], token_issuer: TestTokenIssuer
+    catalog, token_issuer: TestTokenIssuer
 ) -> None:
     video = await catalog.make_ready()
     settings = catalog.settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})

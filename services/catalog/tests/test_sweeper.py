@@ -8,7 +8,7 @@ from datetime import timedelta
 from videoflix_catalog import service
 from videoflix_catalog.app import create_app
 from videoflix_shared.events import VideoUploaded
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_testing.plugin import wait_until_async
 
 from .conftest import asgi_client, make_settings
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from videoflix_shared.events import TranscodeFailed, TranscodeProgress
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_testing.plugin import wait_until_async
 
 
 async def test_progress_then_completion_make_a_video_ready(catalog) -> None:

@@ -21,15 +21,15 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from videoflix_mailer.app import run_consumer
-from videoflix_mailer.events import DURABLE, STREAM
+from videoflix_mailer.events import DURABLE
 from videoflix_mailer.mailbox import Mailbox, StoredMessage
 from videoflix_mailer.settings import MailerSettings
 from videoflix_mailer.sink import MailboxHandler, start_smtp_server
-from videoflix_shared.app import create_app
+from videoflix_shared.app import create_service_app
 from videoflix_shared.bus import EventBus
-from videoflix_shared.events import Event, UserRegistered, utcnow
+from videoflix_shared.events import AUTH_STREAM, Event, UserRegistered, utcnow
 from videoflix_shared.sealing import Sealer
-from videoflix_shared.testing.plugin import NATS_URL, free_port, wait_until_async
+from videoflix_testing.plugin import NATS_URL, free_port, wait_until_async
 
 _test_numbers = itertools.count(1)
 
@@ -145,7 +145,7 @@ async def start_mailer(
 
     def start(custom: MailerSettings | None = None) -> asyncio.Task[None]:
         stop = asyncio.Event()
-        app = create_app(service="mailer-consume", settings=custom or settings)
+        app = create_service_app(service="mailer-consume", settings=custom or settings)
         task = asyncio.create_task(run_consumer(app, stop))
         running.append((stop, task))
         return task
@@ -173,7 +173,7 @@ async def wait_until_consumer_idle(bus: EventBus, timeout: float = 20) -> Any:
     assert bus.js is not None
 
     async def idle() -> Any:
-        info = await bus.js.consumer_info(bus.stream(STREAM), DURABLE)
+        info = await bus.js.consumer_info(bus.stream(AUTH_STREAM), DURABLE)
         return info if info.num_pending == 0 and info.num_ack_pending == 0 else None
 
     return await wait_until_async(idle, timeout=timeout, what="consumer idle")
@@ -189,7 +189,12 @@ class RefusingHandler(MailboxHandler):
         self.refused_at: list[float] = []  # monotonic time of each refused DATA
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
+        self,
+        _server: SMTP,
+        _session: Session,
+        envelope: Envelope,
+        address: str,
+        _rcpt_options: list[str],
     ) -> str:
         if self.rcpt_refusal:
             return self.rcpt_refusal

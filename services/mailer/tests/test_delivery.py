@@ -16,7 +16,7 @@ from videoflix_mailer.dead_letters import DeadLetterStore
 from videoflix_mailer.ledger import DeliveryLedger
 from videoflix_mailer.service import replay_dead_letter
 from videoflix_shared.redis import create_redis
-from videoflix_shared.testing.plugin import free_port, wait_until_async
+from videoflix_testing.plugin import free_port, wait_until_async
 
 from .conftest import (
     RefusingHandler,
@@ -258,8 +258,9 @@ async def _redelivered(bus) -> bool:
     return info.num_redelivered >= 1
 
 
+@pytest.mark.usefixtures("mailbox")
 async def test_email_still_failing_after_the_give_up_window_becomes_a_dead_letter(
-    bus, mailbox, start_mailer, settings
+    bus, start_mailer, settings
 ):
     settings.retry_give_up_seconds = 2
     start_mailer()  # nothing listens on SMTP_PORT

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from videoflix_shared.testing.plugin import free_port, wait_until_async
+from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import free_port, wait_until_async
 
 from .conftest import user_registered, wait_for_messages, wait_until_consumer_idle
 
@@ -26,16 +27,6 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
         return subprocess.Popen(
             [MAILER, *args], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
         )
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ from videoflix_mailer.mailbox import Mailbox
 from videoflix_mailer.settings import MailerSettings
 from videoflix_mailer.sink import MailboxHandler
 from videoflix_mailer.smtp import DeliveryError, SmtpSender
-from videoflix_shared.testing.plugin import free_port
+from videoflix_testing.plugin import free_port
 
 from .conftest import user_registered
 
@@ -55,7 +55,7 @@ def server_tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLConte
     return context
 
 
-def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+def authenticate(_server, _session, _envelope, _mechanism, auth_data) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and auth_data == (b"mailer", b"s3cret")
     return AuthResult(success=ok, handled=False)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -21,10 +20,11 @@ import pytest
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoAccessChanged
-from videoflix_shared.testing.plugin import NATS_URL, ServerThread, wait_until
 from videoflix_streaming.access import AccessMap, Audience, audience_of
 from videoflix_streaming.app import create_app
 from videoflix_streaming.settings import StreamingSettings
+from videoflix_testing.cleanup import delete_nats_streams
+from videoflix_testing.plugin import NATS_URL, ServerThread, wait_until
 
 VIDEO_ID = 1
 MASTER_PLAYLIST = b"""#EXTM3U
@@ -158,19 +158,7 @@ def streaming_nats_names(nats_names: dict[str, str]) -> Iterator[dict[str, str]]
         "NATS_STREAM_PREFIX": f"{nats_names['NATS_STREAM_PREFIX']}STREAMING_",
     }
     yield names
-
-    async def cleanup() -> None:
-        bus = EventBus(
-            url=NATS_URL,
-            subject_prefix=names["NATS_SUBJECT_PREFIX"],
-            stream_prefix=names["NATS_STREAM_PREFIX"],
-        )
-        await bus.connect(wait=False)
-        await bus.delete_streams()
-        await bus.close()
-
-    with contextlib.suppress(Exception):
-        asyncio.run(cleanup())
+    delete_nats_streams(NATS_URL, names)
 
 
 @pytest.fixture(scope="session")

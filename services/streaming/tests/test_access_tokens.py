@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from videoflix_shared.settings import CommonSettings
-from videoflix_shared.testing.plugin import wait_until
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.plugin import wait_until
+from videoflix_testing.tokens import TestTokenIssuer
 
 PROTECTED = (
     "/api/video/1/master.m3u8",

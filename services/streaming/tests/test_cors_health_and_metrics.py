@@ -8,10 +8,10 @@ import uuid
 
 import httpx
 
-from videoflix_shared.testing.plugin import ServerThread
 from videoflix_streaming.app import create_app
 from videoflix_streaming.inline_middleware import REQUEST_ID_BATCH, REQUEST_IDS
 from videoflix_streaming.settings import StreamingSettings
+from videoflix_testing.plugin import ServerThread
 
 FRONTEND = "http://127.0.0.1:5500"
 SEGMENT = "/api/video/1/480p/seg_00000.ts"

@@ -9,7 +9,7 @@ import shutil
 import m3u8
 import pytest
 
-from videoflix_shared.testing.plugin import wait_until
+from videoflix_testing.plugin import wait_until
 
 SEGMENT_URI = re.compile(r"^seg_[0-9]{5}\.ts\?v=[0-9a-f]{12}$")
 

@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from videoflix_shared.testing.plugin import ServerThread, free_port
-from videoflix_shared.testing.tokens import TestTokenIssuer
 from videoflix_streaming.app import create_app
 from videoflix_streaming.settings import StreamingSettings
+from videoflix_testing.plugin import ServerThread, free_port
+from videoflix_testing.tokens import TestTokenIssuer
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 

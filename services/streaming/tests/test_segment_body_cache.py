@@ -8,10 +8,10 @@ import os
 import httpx
 import pytest
 
-from videoflix_shared.testing.plugin import ServerThread
 from videoflix_streaming.app import create_app
 from videoflix_streaming.service import AssetKind, BodyCache, MediaLibrary, _read_if_unchanged
 from videoflix_streaming.settings import StreamingSettings
+from videoflix_testing.plugin import ServerThread
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 

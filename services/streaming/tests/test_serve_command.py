@@ -4,14 +4,14 @@ sent from the in-memory body cache, or (cache off) read from disk per request.""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from videoflix_shared.testing.plugin import free_port, wait_until
+from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import free_port, wait_until
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 
@@ -42,12 +42,7 @@ def served_url(request, streaming_env) -> Iterator[str]:
         )
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, group=True)
 
 
 def test_segment_is_sent_whole(served_url, auth, video):

@@ -15,10 +15,10 @@ import pytest
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoAccessChanged
-from videoflix_shared.testing.plugin import NATS_URL, ServerThread, free_port, wait_until
 from videoflix_streaming.access import Audience
 from videoflix_streaming.app import create_app
 from videoflix_streaming.settings import StreamingSettings
+from videoflix_testing.plugin import NATS_URL, ServerThread, free_port, wait_until
 
 MEDIA = ("master.m3u8", "480p/index.m3u8", "480p/seg_00000.ts")
 EVERY_FILE = (*MEDIA, "thumbnail.jpg")

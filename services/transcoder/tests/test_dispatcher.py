@@ -12,10 +12,10 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job, JobStatus
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from videoflix_shared.app import create_app
+from videoflix_shared.app import create_service_app
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoDeleted, VideoUploaded
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_testing.plugin import wait_until_async
 from videoflix_transcoder import dispatcher
 from videoflix_transcoder.queue import VideoMarks, transcode_job_id
 from videoflix_transcoder.settings import TranscoderSettings
@@ -31,7 +31,7 @@ def dispatch_settings(
 
 @pytest.fixture(scope="module")
 async def running_dispatcher(dispatch_settings: TranscoderSettings) -> AsyncIterator[None]:
-    app = create_app(service="transcoder-dispatcher", settings=dispatch_settings)
+    app = create_service_app(service="transcoder-dispatcher", settings=dispatch_settings)
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(app, stop))
     yield
@@ -55,8 +55,8 @@ async def consumer_is_idle(event_bus: EventBus) -> bool:
     return info.num_pending == 0 and info.num_ack_pending == 0
 
 
+@pytest.mark.usefixtures("running_dispatcher")
 async def test_redelivered_upload_event_queues_exactly_one_job_and_is_acked(
-    running_dispatcher: None,
     dispatch_settings: TranscoderSettings,
     arq_pool: ArqRedis,
     event_bus: EventBus,
@@ -86,8 +86,8 @@ async def test_redelivered_upload_event_queues_exactly_one_job_and_is_acked(
     assert await marks.newest_generation(video_id) == 1
 
 
+@pytest.mark.usefixtures("running_dispatcher")
 async def test_new_generation_is_a_new_job_and_becomes_the_newest(
-    running_dispatcher: None,
     dispatch_settings: TranscoderSettings,
     arq_pool: ArqRedis,
     event_bus: EventBus,
@@ -105,8 +105,8 @@ async def test_new_generation_is_a_new_job_and_becomes_the_newest(
     assert await VideoMarks(arq_pool, dispatch_settings).newest_generation(video_id) == 2
 
 
+@pytest.mark.usefixtures("running_dispatcher")
 async def test_deleted_event_removes_the_videos_media(
-    running_dispatcher: None,
     dispatch_settings: TranscoderSettings,
     arq_pool: ArqRedis,
     event_bus: EventBus,
@@ -138,8 +138,8 @@ async def test_deleted_event_removes_the_videos_media(
     assert await VideoMarks(arq_pool, dispatch_settings).is_deleted(video_id)
 
 
+@pytest.mark.usefixtures("running_dispatcher")
 async def test_malformed_message_is_dropped_without_blocking_the_next(
-    running_dispatcher: None,
     dispatch_settings: TranscoderSettings,
     arq_pool: ArqRedis,
     event_bus: EventBus,

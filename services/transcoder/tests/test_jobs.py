@@ -10,7 +10,7 @@ import pytest
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import TranscodeCompleted, TranscodeFailed, TranscodeProgress
-from videoflix_shared.testing.plugin import wait_until_async
+from videoflix_testing.plugin import wait_until_async
 from videoflix_transcoder.pipeline import EncodeResult
 from videoflix_transcoder.queue import VideoMarks
 from videoflix_transcoder.service import RetryLater, delete_video_media, transcode_video

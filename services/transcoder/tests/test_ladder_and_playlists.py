@@ -9,9 +9,9 @@ import pytest
 
 from videoflix_shared.events import TranscodeProgress
 from videoflix_transcoder import events as events_module
-from videoflix_transcoder.errors import TranscodeError
+from videoflix_transcoder.errors import TranscodeError, summarize_ffmpeg_errors
 from videoflix_transcoder.events import ProgressReporter
-from videoflix_transcoder.ffmpeg import ladder_command, summarize_ffmpeg_errors
+from videoflix_transcoder.ffmpeg import ladder_command
 from videoflix_transcoder.ladder import plan_renditions, thumbnail_seconds
 from videoflix_transcoder.pipeline import encode_timeout
 from videoflix_transcoder.playlists import Segment, correct_master_bandwidth, peak_bitrate
@@ -201,7 +201,7 @@ async def test_progress_is_published_every_five_percent_or_five_seconds(
     published: list[float] = []
 
     class RecordingBus:
-        async def publish(self, event: TranscodeProgress, *, timeout: float) -> None:
+        async def publish(self, event: TranscodeProgress, **_options: float) -> None:
             published.append(event.percent)
 
     clock = [100.0]

@@ -16,7 +16,8 @@ from arq.jobs import Job
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import TranscodeCompleted, TranscodeProgress, VideoUploaded
-from videoflix_shared.testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_shared.processes import stop_processes
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.settings import TranscoderSettings
@@ -58,14 +59,7 @@ def spawn(transcoder_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
         return process
 
     yield start
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    stop_processes(processes)
 
 
 @pytest.fixture
@@ -79,6 +73,41 @@ async def completed_events(read: Callable[..., object], video_id: int) -> list[T
     return [e for e in await read(video_id) if isinstance(e, TranscodeCompleted)]
 
 
+# Stands in for ffmpeg. The ladder encode (the run with -progress) of a job notes which
+# process runs it ($PPID: the worker) and then waits until a second job's ladder encode has
+# started too, before it runs the real ffmpeg. So each job can end only after the other
+# began: both finish only when two jobs run at the same time. A job left alone for 120 s
+# says so in an `alone.*` marker and goes on, so the test fails with a reason, not a hang.
+BARRIER_FFMPEG = """#!/bin/sh
+case " $* " in
+  *" -progress "*)
+    echo "$PPID" > "{barrier}/started.$$"
+    waited=0
+    while [ "$(ls "{barrier}" | grep -c '^started[.]')" -lt 2 ]; do
+      waited=$((waited + 1))
+      if [ "$waited" -gt 1200 ]; then echo "$PPID" > "{barrier}/alone.$$"; break; fi
+      sleep 0.1
+    done
+    ;;
+esac
+exec ffmpeg "$@"
+"""
+
+
+def barrier_ffmpeg(directory: Path) -> Path:
+    barrier = directory / "barrier"
+    barrier.mkdir()
+    script = directory / "ffmpeg-barrier.sh"
+    script.write_text(BARRIER_FFMPEG.format(barrier=barrier))
+    script.chmod(0o755)
+    return script
+
+
+def markers(directory: Path, kind: str) -> list[int]:
+    """The worker pids that left a `<kind>.*` marker in the barrier directory."""
+    return [int(p.read_text()) for p in sorted((directory / "barrier").glob(f"{kind}.*"))]
+
+
 async def test_two_workers_transcode_two_uploads_at_the_same_time(
     spawn: Spawn,
     make_settings: Callable[..., TranscoderSettings],
@@ -87,11 +116,15 @@ async def test_two_workers_transcode_two_uploads_at_the_same_time(
     event_bus: EventBus,
     event_reader: Callable[..., object],
     make_clip: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
     prefix = f"{redis_prefix}pair:"
     settings = make_settings(REDIS_KEY_PREFIX=prefix)
+    ffmpeg = barrier_ffmpeg(tmp_path)
     spawn("dispatcher", redis_prefix=prefix)
-    workers = [spawn("worker", redis_prefix=prefix) for _ in range(2)]
+    workers = [
+        spawn("worker", redis_prefix=prefix, TRANSCODER_FFMPEG=str(ffmpeg)) for _ in range(2)
+    ]
     clip = make_clip("pair.mp4", size="854x480", seconds=6)
     video_ids = [new_video_id(), new_video_id()]
     for video_id in video_ids:
@@ -100,7 +133,7 @@ async def test_two_workers_transcode_two_uploads_at_the_same_time(
 
     for video_id in video_ids:
         await wait_until_async(
-            lambda v=video_id: completed_events(event_reader, v), timeout=120, what="completed"
+            lambda v=video_id: completed_events(event_reader, v), timeout=240, what="completed"
         )
 
     results = [
@@ -110,14 +143,10 @@ async def test_two_workers_transcode_two_uploads_at_the_same_time(
         for v in video_ids
     ]
     assert all(r is not None and r.success for r in results)
-    first, second = sorted(results, key=lambda r: r.start_time)
-    overlap = (min(first.finish_time, second.finish_time) - second.start_time).total_seconds()
-    print(
-        f"\njob 1 ran {first.start_time:%H:%M:%S.%f} - {first.finish_time:%H:%M:%S.%f}, "
-        f"job 2 ran {second.start_time:%H:%M:%S.%f} - {second.finish_time:%H:%M:%S.%f}: "
-        f"overlap {overlap:.1f}s"
-    )
-    assert overlap > 0
+    # Each job waited for the other to start (no job went on alone), and each worker (one
+    # job at a time, TRANSCODER_MAX_JOBS=1) ran one of them.
+    assert markers(tmp_path, "alone") == []
+    assert sorted(markers(tmp_path, "started")) == sorted(w.pid for w in workers)
 
     # SIGTERM: each worker stops promptly and cleanly.
     for worker in workers:

@@ -20,7 +20,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from videoflix_shared.events import STREAMS
+from videoflix_shared.events import (
+    ACCESS_STREAM,
+    AUTH_STREAM,
+    CATALOG_STREAM,
+    STREAMS,
+    TRANSCODER_STREAM,
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ MAIL_TOKEN_SECRETS = ("MAIL_TOKEN_KEY", "MAIL_TOKEN_KEYS_PREVIOUS")
 PRINCIPALS: tuple[Principal, ...] = (
     Principal(
         "auth",
-        owns=("AUTH",),
+        owns=(AUTH_STREAM,),
         redis_keys=("{p}auth:*",),
         database="auth",
         secrets=("ADMIN_EMAIL", "ADMIN_PASSWORD", *MAIL_TOKEN_SECRETS),
@@ -81,8 +87,8 @@ PRINCIPALS: tuple[Principal, ...] = (
     Principal(
         "catalog",
         # CATALOG for the transcoder; ACCESS, the playback state of every video, for streaming
-        owns=("CATALOG", "ACCESS"),
-        reads=(Reads("TRANSCODER", "catalog"),),
+        owns=(CATALOG_STREAM, ACCESS_STREAM),
+        reads=(Reads(TRANSCODER_STREAM, "catalog"),),
         redis_keys=("{p}catalog:*",),
         # the list cache announces changes to every catalog process on its own channel
         redis_channels=("{p}catalog:*",),
@@ -90,23 +96,23 @@ PRINCIPALS: tuple[Principal, ...] = (
         database="catalog",
     ),
     # each streaming process replays and follows ACCESS with an ephemeral consumer of its own
-    Principal("streaming", reads=(Reads("ACCESS"),)),
+    Principal("streaming", reads=(Reads(ACCESS_STREAM),)),
     Principal(
         "transcoder-dispatcher",
-        reads=(Reads("CATALOG", "transcoder-dispatcher"),),
+        reads=(Reads(CATALOG_STREAM, "transcoder-dispatcher"),),
         redis_keys=_ARQ_KEYS,
         redis_extra=_LUA,
     ),
     # arq's worker logs INFO / DBSIZE once at start
     Principal(
         "transcoder-worker",
-        owns=("TRANSCODER",),
+        owns=(TRANSCODER_STREAM,),
         redis_keys=_ARQ_KEYS,
         redis_extra=(*_LUA, "+info", "+dbsize"),
     ),
     Principal(
         "mailer",
-        reads=(Reads("AUTH", "mailer"),),
+        reads=(Reads(AUTH_STREAM, "mailer"),),
         redis_keys=("{p}mailer:*",),
         redis_extra=_LUA,
         secrets=("SMTP_USER", "SMTP_PASSWORD", *MAIL_TOKEN_SECRETS),

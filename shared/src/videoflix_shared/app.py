@@ -2,7 +2,8 @@
 
 It wires what the API contract asks of all services alike: CORS for the configured
 frontend origins (echoed, never `*`, with credentials), request ids, JSON errors for every
-status, a request body cap, `/healthz` (liveness), `/readyz` (readiness: the service's real
+status (the handlers of `error_responses`: the one mapping of domain errors to HTTP), a
+request body cap, `/healthz` (liveness), `/readyz` (readiness: the service's real
 dependencies) and Prometheus `/metrics`.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -21,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 
-from videoflix_shared.errors import install_error_handlers
+from videoflix_shared.error_responses import install_error_handlers
 from videoflix_shared.middleware import (
     BodySizeLimitMiddleware,
     MetricsMiddleware,
@@ -58,7 +59,9 @@ class JSONCORSMiddleware(CORSMiddleware):
             if k.lower() not in ("content-length", "content-type")
         }
         return JSONResponse(
-            {"detail": response.body.decode()}, status_code=response.status_code, headers=headers
+            {"detail": bytes(response.body).decode()},
+            status_code=response.status_code,
+            headers=headers,
         )
 
 
@@ -103,7 +106,7 @@ def _health_router() -> APIRouter:
     return router
 
 
-def create_app(
+def create_service_app(
     *,
     service: str,
     settings: CommonSettings,
@@ -157,7 +160,7 @@ class _EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the process that embeds it."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 
@@ -178,7 +181,7 @@ def run_worker(
 
     async def main() -> None:
         stop = stop_event_on_signals()
-        app = create_app(service=service, settings=settings)
+        app = create_service_app(service=service, settings=settings)
         config = uvicorn.Config(
             app,
             host=settings.http_host,

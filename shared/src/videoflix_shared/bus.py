@@ -25,13 +25,12 @@ from collections.abc import Awaitable, Callable
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from videoflix_shared import access
-from videoflix_shared.events import STATE_STREAMS, STREAMS, Event, parse_event
+from videoflix_shared.events import AUTH_STREAM, STATE_STREAMS, STREAMS, Event, parse_event
 from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class EventBus:
         self.owned_streams = principal_streams(principal)
         self.user = user
         self.password = password
-        self.max_age = {"AUTH": AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
+        self.max_age = {AUTH_STREAM: AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
 
@@ -142,8 +141,9 @@ class EventBus:
         for name in self.owned_streams:
             subjects = STREAMS[name]
             state = name in STATE_STREAMS  # the last message per subject, kept for good
+            stream_name = self.stream(name)
             config = StreamConfig(
-                name=self.stream(name),
+                name=stream_name,
                 subjects=[self.subject(subjects)],
                 storage=StorageType.FILE,
                 duplicate_window=120,
@@ -151,7 +151,7 @@ class EventBus:
                 max_msgs_per_subject=1 if state else -1,
             )
             try:
-                await self.js.stream_info(config.name)
+                await self.js.stream_info(stream_name)
                 await self.js.update_stream(config)
             except NotFoundError:
                 await self.js.add_stream(config)
@@ -238,7 +238,7 @@ class EventBus:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=1)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats' own, or asyncio's when the loop is slow
                 continue
             except Exception as exc:  # disconnected, stream recreated...: back off and retry
                 logger.warning("fetch from %s/%s failed: %s", stream, durable, exc)

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from videoflix_shared.app import run_http_service
 from videoflix_shared.db import ensure_database, make_migration, run_migrations
+from videoflix_shared.settings import CommonSettings
 
 
 def run_database_service_cli(
     *,
     prog: str,
-    settings: object,
+    settings: CommonSettings,
+    database_url: str,
     app_factory: str,
     migrations: Path,
     workers: int = 1,
@@ -24,7 +26,6 @@ def run_database_service_cli(
     parser.add_argument("command", choices=["serve", "migrate", "makemigration"])
     parser.add_argument("message", nargs="?", default="change", help="makemigration: what changed")
     args = parser.parse_args(argv)
-    database_url: str = settings.database_url  # type: ignore[attr-defined]
     if args.command == "migrate":
         ensure_database(database_url)
         run_migrations(database_url, migrations)
@@ -32,4 +33,4 @@ def run_database_service_cli(
         ensure_database(database_url)
         make_migration(database_url, migrations, args.message)
     else:
-        run_http_service(app_factory, settings, workers=workers)  # type: ignore[arg-type]
+        run_http_service(app_factory, settings, workers=workers)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated
 
 import psycopg
-from fastapi import Request
+from fastapi import Depends, Request
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -54,6 +55,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+# A route's database session: `async def route(session: Session) -> ...`.
+Session = Annotated[AsyncSession, Depends(get_session)]
+
+
 async def check_database(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
@@ -66,9 +71,16 @@ def _libpq_url(url: str, database: str | None = None) -> str:
     return u.render_as_string(hide_password=False)
 
 
+def _database_name(url: str) -> str:
+    name = make_url(url).database
+    if not name:
+        raise ValueError("the database URL names no database")
+    return name
+
+
 def ensure_database(url: str) -> bool:
     """Create the database named in `url` if it does not exist; True when it was created."""
-    name = make_url(url).database
+    name = _database_name(url)
     with psycopg.connect(_libpq_url(url, "postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:
@@ -78,7 +90,7 @@ def ensure_database(url: str) -> bool:
 
 
 def drop_database(url: str) -> None:
-    name = make_url(url).database
+    name = _database_name(url)
     with psycopg.connect(_libpq_url(url, "postgres"), autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
@@ -96,13 +108,15 @@ def run_migrations(url: str, script_location: Path) -> None:
     command.upgrade(cfg, "head")
 
 
-def run_alembic_env(target_metadata: object) -> None:
+def run_alembic_env(target_metadata: MetaData) -> None:
     """Body of every service's `migrations/env.py` (sync psycopg; migrations are one-shot)."""
     from alembic import context
     from sqlalchemy import create_engine as create_sync_engine
     from sqlalchemy import pool
 
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic runs without sqlalchemy.url (run_migrations sets it)")
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
         with context.begin_transaction():

@@ -1,99 +1,96 @@
-"""JSON error bodies for every error a service can answer with.
+"""The domain errors every service raises for a request it refuses: one vocabulary, no HTTP.
 
-The frontend flattens every value of an error object into toast messages, so bodies are
-objects whose values are strings or lists of strings: `{"detail": "..."}` for general errors
-and `{"<field>": ["..."]}` for validation errors (HTTP 400, as the API contract expects).
+Service layers raise these and choose no status code and no response body; the app factory's
+exception handlers (`videoflix_shared.error_responses`) are the one place that turns each
+class into its HTTP status, headers and JSON body. An error carries a human-readable
+`message` and, when the fault lies in particular input fields, `field_errors`
+(`{"<field>": ["<message>", ...]}`), which the contract's field-error bodies show as they are.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Self
 
-import sqlalchemy.exc
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-logger = logging.getLogger(__name__)
-
-_STATUS_DETAIL = {
-    400: "Bad request.",
-    401: "Authentication credentials were not provided or are invalid.",
-    403: "You do not have permission to perform this action.",
-    404: "Not found.",
-    405: "Method not allowed.",
-    413: "Request body too large.",
-    415: "Unsupported media type.",
-    429: "Too many requests.",
-}
+FieldMessages = dict[str, list[str]]
 
 
-class FieldErrors(Exception):
-    """Raised by service code for input that passed parsing but breaks a business rule."""
+class DomainError(Exception):
+    """Base class: something a client asked for that the service refuses.
 
-    def __init__(self, errors: dict[str, list[str]], status_code: int = 400) -> None:
-        super().__init__(errors)
-        self.errors = errors
-        self.status_code = status_code
+    `field` names the input field at fault (its body is then `{field: [message]}`).
+    """
 
+    default_message: ClassVar[str] = "Bad request."
 
-def field_errors_from_validation(exc: RequestValidationError) -> dict[str, Any]:
-    errors: dict[str, list[str]] = {}
-    for err in exc.errors():
-        loc = [
-            str(p)
-            for p in err.get("loc", ())
-            if p not in ("body", "query", "path", "header", "cookie")
-        ]
-        if err.get("type") == "json_invalid":
-            return {"detail": "Malformed JSON body."}
-        if err.get("type") == "model_attributes_type" or (
-            not loc and err.get("type") == "dict_type"
-        ):
-            return {"detail": "Request body must be a JSON object."}
-        key = loc[0] if loc else "detail"
-        msg = err.get("msg", "Invalid value.")
-        if err.get("type") == "missing":
-            msg = "This field is required."
-        errors.setdefault(key, []).append(msg)
-    if "detail" in errors:
-        errors["detail"] = " ".join(errors["detail"])  # type: ignore[assignment]
-    return errors or {"detail": "Invalid input."}
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        self.field_errors: FieldMessages = {field: [self.message]} if field else {}
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
-        if not isinstance(detail, dict):
-            if not isinstance(detail, str) or detail in ("Not Found", "Method Not Allowed"):
-                detail = _STATUS_DETAIL.get(exc.status_code, str(detail))
-            detail = {"detail": detail}
-        return JSONResponse(
-            detail, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
+class InvalidInput(DomainError):
+    """Input that breaks a rule: malformed, missing, out of range, unknown reference."""
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(field_errors_from_validation(exc), status_code=400)
+    default_message = "Bad request."
 
-    @app.exception_handler(FieldErrors)
-    async def field_errors(request: Request, exc: FieldErrors) -> JSONResponse:
-        return JSONResponse(exc.errors, status_code=exc.status_code)
+    @classmethod
+    def for_fields(cls, errors: Mapping[str, Sequence[str]]) -> Self:
+        """Several fields at fault at once, each with its messages."""
+        error = cls(" ".join(message for messages in errors.values() for message in messages))
+        error.field_errors = {name: list(messages) for name, messages in errors.items()}
+        return error
 
-    @app.exception_handler(sqlalchemy.exc.TimeoutError)
-    async def pool_exhausted(request: Request, exc: sqlalchemy.exc.TimeoutError) -> JSONResponse:
-        # Every database connection stayed busy past the pool timeout: overload, not a bug.
-        logger.warning("database pool exhausted on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"detail": "Service temporarily unavailable. Please try again shortly."},
-            status_code=503,
-            headers={"Retry-After": "2"},
-        )
 
-    @app.exception_handler(Exception)
-    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "Internal server error."}, status_code=500)
+class Unauthorized(DomainError):
+    """The caller could not be identified: no, an invalid or an expired credential."""
+
+    default_message = "Authentication credentials were not provided or are invalid."
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
+    default_message = "You do not have permission to perform this action."
+
+
+class NotFound(DomainError):
+    default_message = "Not found."
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state (in use, gone meanwhile, a lost race)."""
+
+    default_message = "Conflicting change; reload and try again."
+
+
+class TooLarge(DomainError):
+    default_message = "Request body too large."
+
+
+class Unsupported(DomainError):
+    """Content of a kind the service cannot handle (not multipart, not a video)."""
+
+    default_message = "Unsupported media type."
+
+
+class _RetryLater(DomainError):
+    """A refusal that passes: the client may try again after `retry_after` seconds."""
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int, field: str | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class RateLimited(_RetryLater):
+    """Too many attempts by this client or for this subject within a window."""
+
+    default_message = "Too many requests."
+
+
+class Unavailable(_RetryLater):
+    """The service cannot serve this now (overload, a dependency down); not the client's fault."""
+
+    default_message = "Service temporarily unavailable. Please try again shortly."

@@ -15,6 +15,13 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+# The JetStream streams (names before NATS_STREAM_PREFIX). Publishers, consumers and the
+# rights in access.py name a stream by these constants, never by a literal or an event class.
+AUTH_STREAM = "AUTH"
+CATALOG_STREAM = "CATALOG"
+ACCESS_STREAM = "ACCESS"
+TRANSCODER_STREAM = "TRANSCODER"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -44,7 +51,7 @@ class Event(BaseModel):
 
 class UserRegistered(Event):
     subject: ClassVar[str] = "auth.user.registered"
-    stream: ClassVar[str] = "AUTH"
+    stream: ClassVar[str] = AUTH_STREAM
     user_id: int
     email: EmailStr
     activation_url: str
@@ -60,7 +67,7 @@ class UserAlreadyRegistered(Event):
     """
 
     subject: ClassVar[str] = "auth.user.already_registered"
-    stream: ClassVar[str] = "AUTH"
+    stream: ClassVar[str] = AUTH_STREAM
     user_id: int
     email: EmailStr
     login_url: str
@@ -71,7 +78,7 @@ class UserAlreadyRegistered(Event):
 
 class PasswordResetRequested(Event):
     subject: ClassVar[str] = "auth.password_reset.requested"
-    stream: ClassVar[str] = "AUTH"
+    stream: ClassVar[str] = AUTH_STREAM
     user_id: int
     email: EmailStr
     reset_url: str
@@ -89,7 +96,7 @@ class VideoUploaded(Event):
     """
 
     subject: ClassVar[str] = "catalog.video.uploaded"
-    stream: ClassVar[str] = "CATALOG"
+    stream: ClassVar[str] = CATALOG_STREAM
     video_id: int
     generation: int = 1
     source_path: str  # relative to MEDIA_ROOT
@@ -97,7 +104,7 @@ class VideoUploaded(Event):
 
 class VideoDeleted(Event):
     subject: ClassVar[str] = "catalog.video.deleted"
-    stream: ClassVar[str] = "CATALOG"
+    stream: ClassVar[str] = CATALOG_STREAM
     video_id: int
 
 
@@ -111,7 +118,7 @@ class VideoAccessChanged(Event):
     """
 
     subject: ClassVar[str] = "access.video.*"
-    stream: ClassVar[str] = "ACCESS"
+    stream: ClassVar[str] = ACCESS_STREAM
     video_id: int = Field(ge=1)
     published: bool
     ready: bool  # transcoded: renditions and thumbnail in the media volume
@@ -127,7 +134,7 @@ class VideoAccessChanged(Event):
 
 class TranscodeProgress(Event):
     subject: ClassVar[str] = "transcoder.video.progress"
-    stream: ClassVar[str] = "TRANSCODER"
+    stream: ClassVar[str] = TRANSCODER_STREAM
     video_id: int
     generation: int = 1
     percent: float = Field(ge=0, le=100)
@@ -135,7 +142,7 @@ class TranscodeProgress(Event):
 
 class TranscodeCompleted(Event):
     subject: ClassVar[str] = "transcoder.video.completed"
-    stream: ClassVar[str] = "TRANSCODER"
+    stream: ClassVar[str] = TRANSCODER_STREAM
     video_id: int
     generation: int = 1
     duration_seconds: float
@@ -148,7 +155,7 @@ class TranscodeCompleted(Event):
 
 class TranscodeFailed(Event):
     subject: ClassVar[str] = "transcoder.video.failed"
-    stream: ClassVar[str] = "TRANSCODER"
+    stream: ClassVar[str] = TRANSCODER_STREAM
     video_id: int
     generation: int = 1
     reason: str
@@ -173,14 +180,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
 # outside `catalog.>` because streams may not overlap and CATALOG keeps a history while
 # ACCESS keeps state; only catalog publishes to either.
 STREAMS: dict[str, str] = {
-    "AUTH": "auth.>",
-    "CATALOG": "catalog.>",
-    "ACCESS": "access.video.*",
-    "TRANSCODER": "transcoder.>",
+    AUTH_STREAM: "auth.>",
+    CATALOG_STREAM: "catalog.>",
+    ACCESS_STREAM: "access.video.*",
+    TRANSCODER_STREAM: "transcoder.>",
 }
 # Streams that hold current state rather than history: the last message of each subject
 # is kept until a newer one replaces it, never aged out.
-STATE_STREAMS: frozenset[str] = frozenset({"ACCESS"})
+STATE_STREAMS: frozenset[str] = frozenset({ACCESS_STREAM})
 
 
 class UnknownEvent(ValueError):

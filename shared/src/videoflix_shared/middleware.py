@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import Counter, Histogram
+from starlette.applications import Starlette
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from videoflix_shared.error_responses import error_body, error_headers, status_of
+from videoflix_shared.errors import DomainError, InvalidInput, TooLarge
 from videoflix_shared.text import UNSTORABLE_TEXT, is_storable, unstorable_text_errors
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
@@ -31,14 +34,16 @@ LATENCY = Histogram(
 )
 
 
-async def send_json(
-    send: Send, status: int, body: dict, headers: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    payload = json.dumps(body).encode()
+async def send_error(send: Send, error: DomainError) -> None:
+    """Answer a domain error from a middleware, mapped like the app's exception handlers."""
+    payload = json.dumps(error_body(error)).encode()
+    headers = [
+        (name.lower().encode(), value.encode()) for name, value in error_headers(error).items()
+    ]
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": status_of(error),
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
@@ -50,12 +55,12 @@ async def send_json(
 
 
 class TrailingSlashMiddleware:
-    def __init__(self, app: ASGIApp, router_app: object) -> None:
+    def __init__(self, app: ASGIApp, router_app: Starlette) -> None:
         self.app = app
         self.router_app = router_app  # the FastAPI app whose routes decide
 
     def _matches(self, scope: Scope) -> bool:
-        for route in self.router_app.router.routes:  # type: ignore[attr-defined]
+        for route in self.router_app.router.routes:
             match, _ = route.matches(scope)
             if match != Match.NONE:
                 return True
@@ -81,16 +86,16 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
-        too_large = {"detail": f"Request body too large (limit {self.max_bytes} bytes)."}
+        too_large = TooLarge(f"Request body too large (limit {self.max_bytes} bytes).")
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    await send_json(send, 400, {"detail": "Invalid Content-Length header."})
+                    await send_error(send, InvalidInput("Invalid Content-Length header."))
                     return
                 if declared > self.max_bytes:
-                    await send_json(send, 413, too_large)
+                    await send_error(send, too_large)
                     return
         received = 0
         started = False
@@ -106,7 +111,7 @@ class BodySizeLimitMiddleware:
                 if received > self.max_bytes and not rejected:
                     rejected = True
                     if not started:
-                        await send_json(send, 413, too_large)
+                        await send_error(send, too_large)
                     return {"type": "http.disconnect"}
             return message
 
@@ -121,14 +126,15 @@ class BodySizeLimitMiddleware:
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, service: str, router_app: object) -> None:
+    def __init__(self, app: ASGIApp, service: str, router_app: Starlette) -> None:
         self.app = app
         self.service = service
         self.router_app = router_app
 
     def _route_name(self, scope: Scope) -> str:
         route = scope.get("route")
-        return getattr(route, "path", None) or "unmatched"
+        path = getattr(route, "path", None)
+        return path if isinstance(path, str) and path else "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,7 +176,7 @@ class UnstorableTextMiddleware:
             return
         query: bytes = scope.get("query_string", b"")
         if not is_storable(scope["path"]) or b"\x00" in query or b"%00" in query:
-            await send_json(send, 400, {"detail": UNSTORABLE_TEXT})
+            await send_error(send, InvalidInput(UNSTORABLE_TEXT))
             return
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") or not _json_body(scope):
             await self.app(scope, receive, send)
@@ -185,9 +191,9 @@ class UnstorableTextMiddleware:
             body.extend(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        errors = _body_errors(bytes(body))
-        if errors is not None:
-            await send_json(send, 400, errors)
+        error = _unstorable_body_error(bytes(body))
+        if error is not None:
+            await send_error(send, error)
             return
 
         async def replay() -> Message:
@@ -199,16 +205,22 @@ class UnstorableTextMiddleware:
 def _json_body(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
             return media_type == b"application/json" or media_type.endswith(b"+json")
     return True
 
 
-def _body_errors(body: bytes) -> dict | None:
+def _unstorable_body_error(body: bytes) -> InvalidInput | None:
     if not body:
         return None
     try:
-        decoded = json.loads(body)  # bytes: decoded like FastAPI does (surrogatepass)
+        decoded: Any = json.loads(body)  # bytes: decoded like FastAPI does (surrogatepass)
     except ValueError:
         return None
-    return unstorable_text_errors(decoded)
+    errors = unstorable_text_errors(decoded)
+    if errors is None:
+        return None
+    ((_, messages),) = errors.items()  # one entry: the field at fault, or "detail"
+    if isinstance(messages, list):
+        return InvalidInput.for_fields(errors)
+    return InvalidInput(messages)

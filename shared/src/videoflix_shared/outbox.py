@@ -28,6 +28,7 @@ import json
 import logging
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import DateTime, Index, Integer, String, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
@@ -50,7 +51,7 @@ class OutboxMessage(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the event id
     subject: Mapped[str] = mapped_column(String(200))  # unprefixed
-    payload: Mapped[dict] = mapped_column(JSONB)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Rows are deleted once published; set only on rows an older relay left behind.
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -9,7 +9,7 @@ from videoflix_shared.settings import CommonSettings
 
 
 def create_redis(settings: CommonSettings) -> Redis:
-    return Redis.from_url(
+    client: Redis = Redis.from_url(
         settings.redis_url,
         decode_responses=False,
         socket_connect_timeout=2,
@@ -17,9 +17,11 @@ def create_redis(settings: CommonSettings) -> Redis:
         health_check_interval=30,
         retry_on_timeout=True,
     )
+    return client
 
 
-def key(settings: CommonSettings, *parts: object) -> str:
+def prefixed_key(settings: CommonSettings, *parts: object) -> str:
+    """`REDIS_KEY_PREFIX` + the parts joined with ":" (e.g. `<prefix>mailer:delivery:<id>`)."""
     return settings.redis_key_prefix + ":".join(str(p) for p in parts)
 
 

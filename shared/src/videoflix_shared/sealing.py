@@ -28,13 +28,13 @@ from typing import TypeVar
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from videoflix_shared.events import Event
+from videoflix_shared.events import AUTH_STREAM, Event
 
 FORMAT = "vfx1"
 SEALED_VERSION = 2  # the `version` of an event whose URL fields are sealed
 KEY_BYTES = 32
 NONCE_BYTES = 12
-SEALED_STREAM = "AUTH"  # the mail events
+SEALED_STREAM = AUTH_STREAM  # the mail events
 
 EventT = TypeVar("EventT", bound=Event)
 

@@ -23,9 +23,10 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import httpx
 import jwt
@@ -41,6 +42,30 @@ CSRF_HEADER = "x-csrftoken"
 ALGORITHM = "RS256"
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "iss", "aud", "jti"]
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def access_token_claims(
+    *,
+    user_id: int,
+    email: str,
+    is_admin: bool,
+    issuer: str,
+    audience: str,
+    ttl_seconds: int,
+) -> dict[str, Any]:
+    """The claims of an access token, as auth issues them and `TokenVerifier` reads them
+    (every one of REQUIRED_CLAIMS, plus `email` and `is_admin`), valid from now on."""
+    now = int(time.time())
+    return {
+        "sub": str(user_id),
+        "email": email,
+        "is_admin": is_admin,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "iss": issuer,
+        "aud": audience,
+        "jti": uuid.uuid4().hex,
+    }
 
 
 class InvalidToken(Exception):
@@ -238,7 +263,9 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def csrf_matches(cookie: str | None, header: str | None) -> bool:
-    return bool(cookie) and bool(header) and hmac.compare_digest(cookie.encode(), header.encode())
+    if not cookie or not header:
+        return False
+    return hmac.compare_digest(cookie.encode(), header.encode())
 
 
 def unauthorized(detail: str = "Authentication credentials were not provided.") -> HTTPException:
@@ -271,7 +298,15 @@ async def authenticate(request: Request) -> Principal:
     return replace(principal, via_cookie=True) if via_cookie else principal
 
 
-async def require_admin(principal: Principal = Depends(authenticate)) -> Principal:
+# The caller's verified identity as a route parameter: `principal: Authenticated`.
+Authenticated = Annotated[Principal, Depends(authenticate)]
+
+
+async def require_admin(principal: Authenticated) -> Principal:
     if not principal.is_admin:
         raise HTTPException(403, "Administrator rights required.")
     return principal
+
+
+# An administrator's verified identity (403 for anyone else): `_: Admin` guards a route.
+Admin = Annotated[Principal, Depends(require_admin)]

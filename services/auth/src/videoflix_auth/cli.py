@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     run_database_service_cli(
         prog="videoflix-auth",
         settings=settings,
+        database_url=settings.database_url,
         app_factory="videoflix_auth.app:create_app",
         migrations=MIGRATIONS,
         argv=argv,

@@ -4,9 +4,9 @@ Hashing runs in a worker thread: argon2 is deliberately slow and would otherwise
 event loop for every other request. At most `max_concurrent` hashes run at once per process:
 a flood of registrations queues here instead of taking every core (and memory) from the
 requests that do not hash, and a request that cannot get a slot within `wait_seconds` gets
-`HashingBusy` (a 503 with Retry-After) instead of waiting without bound. `PasswordHasher.burn` spends the same time as a real
-hash/verify for branches that have no user, so timing does not reveal whether an address
-has an account.
+`HashingBusy` (an `Unavailable`: a 503 with Retry-After) instead of waiting without bound.
+`PasswordHasher.burn` spends the same time as a real hash/verify for branches that have no
+user, so timing does not reveal whether an address has an account.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, TypeVar
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from videoflix_shared.errors import Unavailable
+
 if TYPE_CHECKING:
     from videoflix_auth.settings import AuthSettings
 
@@ -30,12 +32,11 @@ MAX_LENGTH = 1024  # argon2 takes any length; a cap keeps hashing cost bounded
 T = TypeVar("T")
 
 
-class HashingBusy(Exception):
-    """Every hashing slot stayed taken for longer than the wait bound."""
+class HashingBusy(Unavailable):
+    """Every hashing slot stayed taken for longer than the wait bound: shed the request
+    instead of queueing it (a registration flood)."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"password hashing is saturated, retry after {retry_after}s")
-        self.retry_after = retry_after
+    default_message = "The service is busy. Please try again shortly."
 
 
 @functools.cache
@@ -113,7 +114,7 @@ class PasswordHasher:
             async with asyncio.timeout(self._wait_seconds):
                 await self._slots.acquire()
         except TimeoutError:
-            raise HashingBusy(max(1, math.ceil(self._wait_seconds))) from None
+            raise HashingBusy(retry_after=max(1, math.ceil(self._wait_seconds))) from None
         try:
             return await asyncio.to_thread(work, *args)
         finally:

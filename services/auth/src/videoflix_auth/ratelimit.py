@@ -1,7 +1,8 @@
 """Fixed-window rate limits in Redis (login and password-reset attempts).
 
 Each attempt increments its counters first and is refused when any is over its limit, so
-concurrent attempts cannot slip past a check-then-increment race. Email addresses are
+concurrent attempts cannot slip past a check-then-increment race (`RateLimited`: a 429
+with Retry-After). Email addresses are
 hashed into the key so Redis holds no addresses. When Redis is unreachable the limiter
 lets requests through (logged): a Redis outage must not lock every user out.
 """
@@ -15,10 +16,13 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from videoflix_shared.redis import key as redis_key
+from videoflix_shared.errors import RateLimited
+from videoflix_shared.redis import prefixed_key
 from videoflix_shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
+
+TOO_MANY_ATTEMPTS = "Too many attempts. Please try again later."
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,6 @@ class Limit:
     window_seconds: int
 
 
-class RateLimited(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"rate limited, retry after {retry_after}s")
-        self.retry_after = retry_after
-
-
 class RateLimiter:
     def __init__(self, redis: Redis, settings: CommonSettings) -> None:
         self.redis = redis
@@ -42,7 +40,7 @@ class RateLimiter:
 
     def _key(self, limit: Limit) -> str:
         subject = hashlib.sha256(limit.subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return redis_key(self.settings, "auth", "ratelimit", limit.name, subject)
+        return prefixed_key(self.settings, "auth", "ratelimit", limit.name, subject)
 
     async def hit(self, *limits: Limit) -> None:
         """Count one attempt against every limit; raise RateLimited if any is exceeded."""
@@ -63,7 +61,7 @@ class RateLimiter:
             if count > limit.max_attempts:
                 retry_after = max(retry_after, ttl if ttl > 0 else limit.window_seconds)
         if retry_after:
-            raise RateLimited(retry_after)
+            raise RateLimited(TOO_MANY_ATTEMPTS, retry_after=retry_after)
 
     async def reset(self, *limits: Limit) -> None:
         try:

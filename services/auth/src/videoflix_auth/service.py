@@ -1,7 +1,8 @@
 """Auth's business logic: registration, activation, login sessions, password reset, admin.
 
-No HTTP here: routes parse, call one verb, and turn its result or exception into a
-response. Every state change commits together with the event announcing it (outbox).
+No HTTP here: routes parse, call one verb, and turn its result into a response; refusals
+are domain errors (`videoflix_shared.errors`), which the app factory maps to HTTP. Every
+state change commits together with the event announcing it (outbox).
 
 Enumeration: register, login and password reset must not tell whether an address has an
 account, neither by answer nor by time. Register hashes the password in both branches,
@@ -45,7 +46,7 @@ from videoflix_auth.tokens import (
     issue_access_token,
     new_secret,
 )
-from videoflix_shared.errors import FieldErrors
+from videoflix_shared.errors import InvalidInput, Unauthorized
 from videoflix_shared.outbox import add_event
 
 logger = logging.getLogger(__name__)
@@ -69,18 +70,18 @@ LINK_MESSAGES = {
 }
 
 
-class InvalidCredentials(Exception):
+class InvalidCredentials(InvalidInput):
     """Unknown address, wrong password or inactive account: deliberately one error."""
 
-
-class InvalidLink(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    default_message = "Please check your input and try again."
 
 
-class InvalidRefreshToken(Exception):
-    pass
+class InvalidLink(InvalidInput):
+    """An activation or reset link that is invalid, expired or used (see LINK_MESSAGES)."""
+
+
+class InvalidRefreshToken(Unauthorized):
+    default_message = "Refresh token is invalid, expired or revoked."
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ class AuthService:
         return normalized
 
     def _validated_registration(self, email: str, password: str, confirmed_password: str) -> str:
-        """The normalised address, or FieldErrors naming every broken rule at once."""
+        """The normalised address, or InvalidInput naming every broken rule at once."""
         normalized = normalize_email(email)
         errors: dict[str, list[str]] = {}
         if normalized is None:
@@ -265,9 +266,8 @@ class AuthService:
             errors["password"] = problems
         if password != confirmed_password:
             errors["confirmed_password"] = [PASSWORDS_DIFFER]
-        if errors:
-            raise FieldErrors(errors)
-        assert normalized is not None
+        if errors or normalized is None:
+            raise InvalidInput.for_fields(errors)
         return normalized
 
     async def _tell_owner_of_attempt(
@@ -450,7 +450,7 @@ class AuthService:
     ) -> None:
         normalized = normalize_email(email)
         if normalized is None:
-            raise FieldErrors({"email": [INVALID_EMAIL]})
+            raise InvalidInput(INVALID_EMAIL, field="email")
         started = time.monotonic()
         await self.limiter.hit(
             Limit(
@@ -512,7 +512,7 @@ class AuthService:
         if new_password != confirm_password:
             errors["confirm_password"] = [PASSWORDS_DIFFER]
         if errors:
-            raise FieldErrors(errors)
+            raise InvalidInput.for_fields(errors)
         await self._release_connection(session)  # before hashing
         password_hash = await self.hasher.hash(new_password)
         await self._consume_link(session, link)

@@ -11,12 +11,11 @@ import base64
 import binascii
 import hashlib
 import secrets
-import time
-import uuid
 
 import jwt
 
 from videoflix_auth.keys import SigningKey
+from videoflix_shared.security import ALGORITHM, access_token_claims
 
 SECRET_BYTES = 32  # 256 bits of randomness per opaque token
 MAX_SECRET_LENGTH = 128  # anything longer cannot be one of ours
@@ -32,18 +31,15 @@ def issue_access_token(
     audience: str,
     ttl_seconds: int,
 ) -> str:
-    now = int(time.time())
-    claims = {
-        "sub": str(user_id),
-        "email": email,
-        "is_admin": is_admin,
-        "iat": now,
-        "exp": now + ttl_seconds,
-        "iss": issuer,
-        "aud": audience,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+    claims = access_token_claims(
+        user_id=user_id,
+        email=email,
+        is_admin=is_admin,
+        issuer=issuer,
+        audience=audience,
+        ttl_seconds=ttl_seconds,
+    )
+    return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
 def new_secret() -> str:

@@ -1,17 +1,16 @@
 """Catalog HTTP routes: the public list, the admin API and the admin page (parse, call,
-respond; the logic lives in service.py)."""
+respond; the logic lives in service.py, the response bodies are built in schemas.py).
+Refusals are domain errors, mapped to HTTP by the app factory."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_catalog import service
 from videoflix_catalog.list_cache import ListCache
@@ -19,28 +18,26 @@ from videoflix_catalog.schemas import (
     AdminVideo,
     CategoryIn,
     CategoryOut,
-    CategoryRef,
-    Description,
     Detail,
     PublicVideo,
-    Title,
     UploadAccepted,
     VideoUpdate,
+    public_list_row,
 )
 from videoflix_catalog.settings import CatalogSettings
-from videoflix_catalog.uploads import UploadRejected, probe_video, receive_upload
-from videoflix_shared.db import get_session
-from videoflix_shared.security import Principal, authenticate, require_admin
+from videoflix_catalog.uploads import check_declared_length, receive_upload
+from videoflix_shared.db import Session
+from videoflix_shared.security import Admin, Authenticated
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 UPLOAD_PATH = "/api/admin/videos/upload/"
+TUS_PATH = "/api/admin/uploads/"  # resumable uploads (tus.py)
+TUS_CHUNK_BYTES = 50_000_000  # the admin page's chunk per request (the gateways allow 64 MiB)
 
 VideoId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 CategoryId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
-Session = Annotated[AsyncSession, Depends(get_session)]
-Admin = Annotated[Principal, Depends(require_admin)]
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": dict[str, list[str] | str], "description": "Invalid input"},
     401: {"model": Detail, "description": "Not authenticated"},
     403: {"model": Detail, "description": "Not an administrator, or CSRF header missing"},
@@ -50,11 +47,13 @@ ERRORS = {
 # `async def` on purpose: FastAPI runs a plain `def` dependency in the thread pool, a
 # thread hop per dependency per request that cost the list endpoint a third of its time.
 async def get_settings(request: Request) -> CatalogSettings:
-    return request.app.state.settings
+    settings: CatalogSettings = request.app.state.settings
+    return settings
 
 
 async def get_list_cache(request: Request) -> ListCache:
-    return request.app.state.list_cache
+    cache: ListCache = request.app.state.list_cache
+    return cache
 
 
 Settings = Annotated[CatalogSettings, Depends(get_settings)]
@@ -78,13 +77,13 @@ async def list_playable_videos(
     request: Request,
     cache: Cache,
     settings: Settings,
-    principal: Annotated[Principal, Depends(authenticate)],
+    _: Authenticated,  # any signed-in user; who it is does not change the list
 ) -> Response:
-    async def build() -> list[dict]:
+    async def build() -> list[dict[str, int | str]]:
         async with request.app.state.session_factory() as session:
-            return await service.list_playable_videos(
-                session, public_base_url=settings.public_base_url
-            )
+            videos = await service.list_playable_videos(session)
+            base_url = settings.public_base_url
+            return [public_list_row(video, public_base_url=base_url) for video in videos]
 
     # Cached, already serialized bytes: no per-request validation or encoding.
     return Response(await cache.get_or_build(build), media_type="application/json")
@@ -96,7 +95,7 @@ async def list_playable_videos(
 @admin.get("/videos/", response_model=list[AdminVideo], summary="Every video with its status")
 async def list_videos(_: Admin, session: Session, settings: Settings) -> list[AdminVideo]:
     videos = await service.list_videos(session)
-    return [service.admin_view(v, public_base_url=settings.public_base_url) for v in videos]
+    return [AdminVideo.of(v, public_base_url=settings.public_base_url) for v in videos]
 
 
 UPLOAD_BODY = {
@@ -142,19 +141,12 @@ UPLOAD_BODY = {
 async def upload_video(
     request: Request, _: Admin, session: Session, settings: Settings, cache: Cache
 ) -> UploadAccepted:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
-        raise UploadRejected(
-            413,
-            {
-                "detail": "The file is larger than the maximum upload size of "
-                f"{settings.max_upload_bytes} bytes."
-            },
-        )
+    check_declared_length(
+        request.headers.get("content-length"), max_bytes=settings.max_upload_bytes
+    )
 
     async def check_metadata(fields: dict[str, str]) -> None:
-        # Refuse bad metadata sent ahead of the file before reading the file.
-        await _parse_metadata(session, fields, partial=True)
+        await service.check_upload_metadata_so_far(session, fields)
 
     upload = await receive_upload(
         request.stream(),
@@ -164,73 +156,19 @@ async def upload_video(
         on_file_start=check_metadata,
     )
     try:
-        metadata = await _parse_metadata(session, upload.fields, partial=False)
-        probe = await probe_video(
-            upload.temp_path,
-            ffprobe=settings.ffprobe_binary,
-            timeout=settings.ffprobe_timeout_seconds,
-        )
-        video = await service.create_video(
+        video = await service.record_upload(
             session,
-            metadata=metadata,  # type: ignore[arg-type]
-            upload=upload,
-            probe=probe,
+            fields=upload.fields,
+            source=upload.source,
             media_root=settings.media_root,
+            ffprobe_bin=settings.ffprobe_bin,
+            probe_timeout=settings.ffprobe_timeout_seconds,
         )
     finally:
         upload.discard()  # gone already when the video was created (renamed)
     await cache.invalidate()
-    view = service.admin_view(video, public_base_url=settings.public_base_url)
+    view = AdminVideo.of(video, public_base_url=settings.public_base_url)
     return UploadAccepted(id=video.id, status=video.status, video=view)
-
-
-_TITLE = TypeAdapter(Title)
-_DESCRIPTION = TypeAdapter(Description)
-_CATEGORY = TypeAdapter(CategoryRef)
-_FLAG = TypeAdapter(bool)  # "true"/"false", "on"/"off", "1"/"0", "yes"/"no"
-
-
-async def _parse_metadata(
-    session: AsyncSession, fields: dict[str, str], *, partial: bool
-) -> service.VideoMetadata | None:
-    """Validate the upload's text fields; with `partial`, only those present so far."""
-    errors: dict[str, list[str]] = {}
-    values: dict[str, object] = {}
-    for name, adapter, required in (
-        ("title", _TITLE, True),
-        ("description", _DESCRIPTION, False),
-        ("category", _CATEGORY, True),
-        ("publish_when_ready", _FLAG, False),
-    ):
-        if name not in fields:
-            if required and not partial:
-                errors[name] = ["This field is required."]
-            continue
-        try:
-            values[name] = adapter.validate_python(fields[name])
-        except ValidationError as exc:
-            errors[name] = [e["msg"] for e in exc.errors()]
-    unknown = set(fields) - {"title", "description", "category", "publish_when_ready"}
-    if unknown:
-        errors["detail"] = [f"Unexpected form field(s): {', '.join(sorted(unknown))}."]
-    if not errors and "category" in values:
-        try:
-            values["category"] = await service.resolve_category(
-                session,
-                ref=values["category"],  # type: ignore[arg-type]
-            )
-        except service.CatalogError as exc:
-            errors.update(exc.errors)  # type: ignore[arg-type]
-    if errors:
-        raise UploadRejected(400, errors)
-    if partial:
-        return None
-    return service.VideoMetadata(
-        title=values["title"],  # type: ignore[arg-type]
-        description=values.get("description", ""),  # type: ignore[arg-type]
-        category=values["category"],  # type: ignore[arg-type]
-        publish_when_ready=values.get("publish_when_ready", True),  # type: ignore[arg-type]
-    )
 
 
 @admin.get("/videos/{video_id}/", response_model=AdminVideo, responses={404: {"model": Detail}})
@@ -238,7 +176,7 @@ async def get_video(
     video_id: VideoId, _: Admin, session: Session, settings: Settings
 ) -> AdminVideo:
     video = await service.get_video(session, video_id=video_id)
-    return service.admin_view(video, public_base_url=settings.public_base_url)
+    return AdminVideo.of(video, public_base_url=settings.public_base_url)
 
 
 @admin.patch(
@@ -257,7 +195,7 @@ async def update_video(
 ) -> AdminVideo:
     video = await service.update_video(session, video_id=video_id, changes=changes)
     await cache.invalidate()
-    return service.admin_view(video, public_base_url=settings.public_base_url)
+    return AdminVideo.of(video, public_base_url=settings.public_base_url)
 
 
 @admin.delete(
@@ -286,7 +224,7 @@ async def retranscode_video(
         session, video_id=video_id, media_root=settings.media_root
     )
     await cache.invalidate()
-    return service.admin_view(video, public_base_url=settings.public_base_url)
+    return AdminVideo.of(video, public_base_url=settings.public_base_url)
 
 
 # -- admin: categories -----------------------------------------------------------------
@@ -294,12 +232,14 @@ async def retranscode_video(
 
 @admin.get("/categories/", response_model=list[CategoryOut])
 async def list_categories(_: Admin, session: Session) -> list[CategoryOut]:
-    return await service.list_categories(session)
+    usages = await service.list_categories(session)
+    return [CategoryOut.of(u.category, video_count=u.video_count) for u in usages]
 
 
 @admin.post("/categories/", status_code=201, response_model=CategoryOut)
 async def create_category(body: CategoryIn, _: Admin, session: Session) -> CategoryOut:
-    return await service.create_category(session, name=body.name)
+    category = await service.create_category(session, name=body.name)
+    return CategoryOut.of(category, video_count=0)
 
 
 @admin.patch(
@@ -308,9 +248,9 @@ async def create_category(body: CategoryIn, _: Admin, session: Session) -> Categ
 async def rename_category(
     category_id: CategoryId, body: CategoryIn, _: Admin, session: Session, cache: Cache
 ) -> CategoryOut:
-    category = await service.rename_category(session, category_id=category_id, name=body.name)
+    usage = await service.rename_category(session, category_id=category_id, name=body.name)
     await cache.invalidate()  # the list shows category names
-    return category
+    return CategoryOut.of(usage.category, video_count=usage.video_count)
 
 
 @admin.delete(
@@ -328,4 +268,5 @@ async def delete_category(category_id: CategoryId, _: Admin, session: Session) -
 
 @page.get("/admin/", response_class=HTMLResponse, summary="The admin web page")
 async def admin_page(request: Request) -> HTMLResponse:
-    return TEMPLATES.TemplateResponse(request, "admin.html", {"upload_path": UPLOAD_PATH})
+    context = {"upload_path": UPLOAD_PATH, "tus_path": TUS_PATH, "chunk_size": TUS_CHUNK_BYTES}
+    return TEMPLATES.TemplateResponse(request, "admin.html", context)

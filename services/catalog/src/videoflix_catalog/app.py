@@ -1,10 +1,11 @@
 """Catalog service: the app factory and its lifespan.
 
 The lifespan creates the database engine, Redis, the token verifier, the event bus, the
-outbox relay, the transcoder-event consumer, the stuck-job sweeper and the start-up
-announcement of every video's playback state, and keeps them on `app.state`. The service
-starts and serves while NATS is down: the bus connects in the background, the relay keeps
-outbox rows until it can publish, and the consumer waits.
+outbox relay, the transcoder-event consumer, the stuck-job sweeper, the cleanup loop of
+abandoned upload bytes and the start-up announcement of every video's playback state, and
+keeps them on `app.state`. The service starts and serves while NATS is down: the bus
+connects in the background, the relay keeps outbox rows until it can publish, and the
+consumer waits. Resumable (tus) uploads are wired in by tus.py.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from videoflix_catalog.api import UPLOAD_PATH, admin, page, public
+from videoflix_catalog.api import TUS_PATH, UPLOAD_PATH, admin, page, public
 from videoflix_catalog.events import (
     TranscoderEventHandler,
     announce_access_on_start,
@@ -26,13 +27,13 @@ from videoflix_catalog.events import (
     run_sweeper,
 )
 from videoflix_catalog.list_cache import ListCache
-from videoflix_catalog.service import CatalogError
 from videoflix_catalog.settings import CatalogSettings
-from videoflix_catalog.uploads import UploadRejected
-from videoflix_shared.app import create_app as create_service_app
-from videoflix_shared.app import register_readiness_check
+from videoflix_catalog.tus import install_tus
+from videoflix_catalog.tus_store import run_upload_sweeper
+from videoflix_shared.app import create_service_app, register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import check_database, create_engine, create_session_factory
+from videoflix_shared.lifespan import LifespanStack
 from videoflix_shared.logs import configure_logging
 from videoflix_shared.outbox import OutboxRelay
 from videoflix_shared.redis import check_redis, create_redis
@@ -41,89 +42,98 @@ from videoflix_shared.security import JwksKeySource, TokenVerifier
 STATIC_DIR = Path(__file__).with_name("static")
 
 
+def _open_resources(app: FastAPI, settings: CatalogSettings, resources: LifespanStack) -> None:
+    """Create every resource onto `app.state`, each closed by `resources` on the way out;
+    the background loops end on `resources.stop`."""
+    engine = create_engine(settings.database_url)
+    resources.push_async_callback(engine.dispose)
+    session_factory = create_session_factory(engine)
+    redis = create_redis(settings)
+    resources.push_async_callback(redis.aclose)
+    keys = JwksKeySource.from_settings(settings)
+    bus = EventBus.from_settings(settings, principal="catalog")
+    resources.push_async_callback(bus.close)
+    relay = OutboxRelay(session_factory, bus)
+    # add_event() wakes the relay so uploads go out without waiting for its next poll.
+    session_factory.configure(info={"outbox_wake": relay.wake})
+    list_cache = ListCache.from_settings(redis, settings)
+    stop = resources.stop
+
+    app.state.session_factory = session_factory
+    app.state.redis = redis
+    app.state.list_cache = list_cache
+    app.state.event_bus = bus
+    app.state.access_backfilled = asyncio.Event()  # set once the start-up backfill is staged
+    app.state.token_verifier = TokenVerifier(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+    register_readiness_check(app, "database", lambda: check_database(engine))
+    register_readiness_check(app, "redis", lambda: check_redis(redis))
+    register_readiness_check(app, "nats", bus.check)
+    register_readiness_check(app, "jwks", keys.check)
+
+    resources.start_task(bus.connect(), name="nats-connect")
+    # The loops below end by themselves once `stop` is set, finishing the step they are in.
+    resources.start_task(
+        consume_transcoder_events(bus, TranscoderEventHandler(session_factory, list_cache), stop),
+        name="transcoder-events",
+        cancel_on_exit=False,
+    )
+    resources.start_task(
+        list_cache.follow_changes(stop), name="list-cache-changes", cancel_on_exit=False
+    )
+    resources.start_task(
+        run_sweeper(
+            session_factory,
+            list_cache,
+            interval_seconds=settings.sweep_interval_seconds,
+            stuck_after_seconds=settings.stuck_after_seconds,
+            max_retries=settings.stuck_max_retries,
+            stop=stop,
+        ),
+        name="stuck-job-sweeper",
+        cancel_on_exit=False,
+    )
+    resources.start_task(
+        run_upload_sweeper(
+            app.state.tus_store,
+            interval_seconds=settings.upload_sweep_interval_seconds,
+            grace=timedelta(seconds=settings.upload_leftover_grace_seconds),
+            stop=stop,
+        ),
+        name="upload-sweeper",
+        cancel_on_exit=False,
+    )
+    resources.start_task(
+        announce_access_on_start(session_factory, bus, stop, app.state.access_backfilled),
+        name="announce-access",
+        cancel_on_exit=False,
+    )
+    relay.start()
+    resources.push_async_callback(relay.stop)
+
+
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
     configure_logging("catalog", level=settings.log_level, fmt=settings.log_format)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        session_factory = create_session_factory(engine)
-        redis = create_redis(settings)
-        keys = JwksKeySource.from_settings(settings)
-        bus = EventBus.from_settings(settings, principal="catalog")
-        relay = OutboxRelay(session_factory, bus)
-        # add_event() wakes the relay so uploads go out without waiting for its next poll.
-        session_factory.configure(info={"outbox_wake": relay.wake})
-        list_cache = ListCache.from_settings(redis, settings)
-        stop = asyncio.Event()
-
-        app.state.session_factory = session_factory
-        app.state.redis = redis
-        app.state.list_cache = list_cache
-        app.state.bus = bus
-        app.state.access_backfilled = asyncio.Event()  # set once the start-up backfill is staged
-        app.state.token_verifier = TokenVerifier(
-            keys,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway_seconds=settings.jwt_leeway_seconds,
-        )
-        register_readiness_check(app, "database", lambda: check_database(engine))
-        register_readiness_check(app, "redis", lambda: check_redis(redis))
-        register_readiness_check(app, "nats", bus.check)
-        register_readiness_check(app, "jwks", keys.check)
-
-        tasks = [
-            asyncio.create_task(bus.connect(), name="nats-connect"),
-            asyncio.create_task(
-                consume_transcoder_events(
-                    bus, TranscoderEventHandler(session_factory, list_cache), stop
-                ),
-                name="transcoder-events",
-            ),
-            asyncio.create_task(list_cache.follow_changes(stop), name="list-cache-changes"),
-            asyncio.create_task(
-                run_sweeper(
-                    session_factory,
-                    list_cache,
-                    interval_seconds=settings.sweep_interval_seconds,
-                    stuck_after_seconds=settings.stuck_after_seconds,
-                    max_retries=settings.stuck_max_retries,
-                    stop=stop,
-                ),
-                name="stuck-job-sweeper",
-            ),
-            asyncio.create_task(
-                announce_access_on_start(session_factory, bus, stop, app.state.access_backfilled),
-                name="announce-access",
-            ),
-        ]
-        relay.start()
-        try:
+        async with LifespanStack() as resources:
+            _open_resources(app, settings, resources)
             yield
-        finally:
-            stop.set()
-            await relay.stop()
-            tasks[0].cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await bus.close()
-            await redis.aclose()
-            await engine.dispose()
 
     app = create_service_app(
         service="catalog",
         settings=settings,
         routers=[public, admin, page],
         lifespan=lifespan,
-        # The upload streams its body and enforces CATALOG_MAX_UPLOAD_BYTES itself.
-        body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"),),
+        # The uploads stream their bodies and enforce CATALOG_MAX_UPLOAD_BYTES themselves.
+        body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"), TUS_PATH.rstrip("/")),
     )
+    install_tus(app, settings)
     app.mount("/admin/static", StaticFiles(directory=STATIC_DIR), name="admin-static")
-
-    @app.exception_handler(CatalogError)
-    @app.exception_handler(UploadRejected)
-    async def refused(request: Request, exc: CatalogError | UploadRejected) -> JSONResponse:
-        return JSONResponse(exc.errors, status_code=exc.status_code)
-
     return app

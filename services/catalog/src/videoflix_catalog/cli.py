@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     run_database_service_cli(
         prog="videoflix-catalog",
         settings=settings,
+        database_url=settings.database_url,
         app_factory="videoflix_catalog.app:create_app",
         migrations=MIGRATIONS,
         # Several workers: the list endpoint is CPU-bound per request; each worker runs its

@@ -24,12 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from videoflix_catalog import service
 from videoflix_catalog.list_cache import ListCache
 from videoflix_shared.bus import EventBus, parse_or_drop
-from videoflix_shared.events import VideoAccessChanged, parse_event
+from videoflix_shared.events import (
+    ACCESS_STREAM,
+    STREAMS,
+    TRANSCODER_STREAM,
+    VideoAccessChanged,
+    parse_event,
+)
 
 logger = logging.getLogger(__name__)
 
-TRANSCODER_STREAM = "TRANSCODER"
-TRANSCODER_SUBJECTS = "transcoder.>"
+TRANSCODER_SUBJECTS = STREAMS[TRANSCODER_STREAM]
 DURABLE = "catalog"
 
 
@@ -130,7 +135,7 @@ async def announced_access(bus: EventBus) -> dict[int, VideoAccessChanged]:
     )
     sub = await bus.js.pull_subscribe(
         bus.subject(VideoAccessChanged.subject),
-        stream=bus.stream(VideoAccessChanged.stream),
+        stream=bus.stream(ACCESS_STREAM),
         config=config,
     )
     announced: dict[int, VideoAccessChanged] = {}

@@ -22,17 +22,17 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from videoflix_catalog.settings import CatalogSettings
-from videoflix_shared.redis import key
+from videoflix_shared.redis import prefixed_key
 
 logger = logging.getLogger(__name__)
 
-ListBuilder = Callable[[], Awaitable[list[dict]]]
+ListBuilder = Callable[[], Awaitable[Sequence[Mapping[str, object]]]]
 RESUBSCRIBE_SECONDS = 1.0
 
 
@@ -50,7 +50,11 @@ class ListCache:
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: CatalogSettings) -> ListCache:
-        return cls(redis, key_prefix=key(settings, ""), ttl_seconds=settings.list_cache_ttl_seconds)
+        return cls(
+            redis,
+            key_prefix=prefixed_key(settings, ""),
+            ttl_seconds=settings.list_cache_ttl_seconds,
+        )
 
     async def get_or_build(self, build: ListBuilder) -> bytes:
         if self._local is not None and time.monotonic() < self._local_expires:
@@ -64,11 +68,11 @@ class ListCache:
 
     async def _shared_or_build(self, build: ListBuilder) -> bytes:
         try:
-            version, cached = await self.redis.mget(self.version_key, self.data_key)
+            stored: list[bytes | None] = await self.redis.mget(self.version_key, self.data_key)
         except RedisError as exc:
             logger.warning("video list cache unavailable (%s); building from the database", exc)
             return serialize(await build())
-        version = version or b"0"
+        version, cached = stored[0] or b"0", stored[1]
         if cached is not None:
             cached_version, _, body = cached.partition(b"\n")
             if cached_version == version:
@@ -85,7 +89,9 @@ class ListCache:
         self._forget_local()
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                await pipe.incr(self.version_key).publish(self.channel, b"1").execute()
+                pipe.incr(self.version_key)
+                pipe.publish(self.channel, b"1")
+                await pipe.execute()
         except RedisError as exc:
             # The cached copies expire after the TTL at the latest.
             logger.error("cannot invalidate the video list cache: %s", exc)
@@ -117,5 +123,5 @@ class ListCache:
                 await asyncio.wait_for(stop.wait(), RESUBSCRIBE_SECONDS)
 
 
-def serialize(items: list[dict]) -> bytes:
+def serialize(items: Sequence[Mapping[str, object]]) -> bytes:
     return json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode()

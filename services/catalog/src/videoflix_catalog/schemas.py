@@ -1,13 +1,21 @@
-"""Request and response bodies of the catalog API (pydantic)."""
+"""Request and response bodies of the catalog API (pydantic), and how the response
+bodies are built from the models (the service layer returns models, never these)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from videoflix_catalog.models import CATEGORY_NAME_MAX, DESCRIPTION_MAX, TITLE_MAX
+from videoflix_catalog.models import (
+    CATEGORY_NAME_MAX,
+    DESCRIPTION_MAX,
+    TITLE_MAX,
+    Category,
+    Video,
+    VideoStatus,
+)
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=DESCRIPTION_MAX)]
@@ -16,6 +24,25 @@ CategoryName = Annotated[
 ]
 # A category is named by its id or by its name (case-insensitive).
 CategoryRef = int | CategoryName
+
+
+def thumbnail_url(public_base_url: str, video: Video) -> str:
+    """Absolute, and changing with each transcode so browsers never show a stale one."""
+    return f"{public_base_url.rstrip('/')}/api/video/{video.id}/thumbnail.jpg?v={video.generation}"
+
+
+def waiting_for(video: Video) -> str | None:
+    """What an admin reads next to a video: why viewers do not see it yet (None: they do)."""
+    then = " It publishes itself when ready." if video.publish_when_ready else ""
+    if video.status == VideoStatus.FAILED.value:
+        return "A working source: transcoding failed. Re-transcode it or upload it again."
+    if video.status == VideoStatus.UPLOADED.value:
+        return "A transcoder to start." + then
+    if video.status == VideoStatus.PROCESSING.value:
+        return f"Transcoding to finish ({video.progress:.0f}%)." + then
+    if not video.published:
+        return "Publication: it is a draft. Publish it to show it to viewers."
+    return None
 
 
 class PublicVideo(BaseModel):
@@ -27,6 +54,19 @@ class PublicVideo(BaseModel):
     description: str
     thumbnail_url: str
     category: str
+
+
+def public_list_row(video: Video, *, public_base_url: str) -> dict[str, int | str]:
+    """A `PublicVideo` as plain JSON values: the list is serialized once per change and
+    cached as bytes, so it skips pydantic (and `created_at` keeps its isoformat spelling)."""
+    return {
+        "id": video.id,
+        "created_at": video.created_at.isoformat(),
+        "title": video.title,
+        "description": video.description,
+        "thumbnail_url": thumbnail_url(public_base_url, video),
+        "category": video.category.name,
+    }
 
 
 class AdminVideo(BaseModel):
@@ -53,11 +93,57 @@ class AdminVideo(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, video: Video, *, public_base_url: str) -> Self:
+        ready = video.status == VideoStatus.READY.value
+        return cls(
+            id=video.id,
+            title=video.title,
+            description=video.description,
+            category=video.category.name,
+            category_id=video.category_id,
+            published=video.published,
+            publish_when_ready=video.publish_when_ready,
+            waiting_for=waiting_for(video),
+            status=video.status,
+            progress=round(video.progress, 1),
+            failure_reason=video.failure_reason,
+            generation=video.generation,
+            duration_seconds=video.duration_seconds,
+            width=video.width,
+            height=video.height,
+            renditions=list(video.renditions or []),
+            source_size=video.source_size,
+            thumbnail_url=thumbnail_url(public_base_url, video) if ready else None,
+            created_at=video.created_at,
+            updated_at=video.updated_at,
+        )
+
 
 class UploadAccepted(BaseModel):
     id: int
     status: str
     video: AdminVideo
+
+
+class UploadForm(BaseModel):
+    """The text fields of an upload (multipart form fields, or a resumable upload's
+    metadata): every value arrives as a string."""
+
+    title: Title
+    description: Description = ""
+    category: CategoryRef
+    # "true"/"false", "on"/"off", "1"/"0", "yes"/"no"
+    publish_when_ready: bool = True
+
+
+class UploadFormSoFar(BaseModel):
+    """`UploadForm` while its fields still arrive: those present must be valid already."""
+
+    title: Title | None = None
+    description: Description | None = None
+    category: CategoryRef | None = None
+    publish_when_ready: bool | None = None
 
 
 class VideoUpdate(BaseModel):
@@ -76,6 +162,10 @@ class CategoryOut(BaseModel):
     id: int
     name: str
     video_count: int = 0
+
+    @classmethod
+    def of(cls, category: Category, *, video_count: int) -> Self:
+        return cls(id=category.id, name=category.name, video_count=video_count)
 
 
 class CategoryIn(BaseModel):

@@ -1,8 +1,14 @@
 """Catalog business logic: videos, categories, transcoding state and the stuck-job sweeper.
 
-No HTTP here: functions take a session and keyword arguments, raise `CatalogError` for
-anything a client did wrong, and stage events in the outbox in the same transaction as
-the change they announce. Callers invalidate the public list cache after commit.
+No HTTP here: functions take a session and keyword arguments, return models (the API
+builds the response bodies), raise domain errors (`videoflix_shared.errors`) for anything
+a client did wrong, and stage events in the outbox in the same transaction as the change
+they announce. Callers invalidate the public list cache after commit.
+
+An upload ends the same way however its bytes arrived (one multipart request, or a
+resumable upload): `check_upload_metadata_so_far` refuses bad metadata early,
+`parse_upload_metadata` validates it completely, and `record_upload` probes the staged
+file and creates the video with its events.
 """
 
 from __future__ import annotations
@@ -10,18 +16,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_catalog.models import Category, Video, VideoStatus
-from videoflix_catalog.schemas import AdminVideo, CategoryOut, VideoUpdate
-from videoflix_catalog.uploads import ProbeResult, ReceivedUpload
+from videoflix_catalog.probe import ProbeResult, probe_video
+from videoflix_catalog.schemas import UploadForm, UploadFormSoFar, VideoUpdate
+from videoflix_shared.errors import Conflict, InvalidInput, NotFound
 from videoflix_shared.events import (
     Event,
     TranscodeCompleted,
@@ -39,85 +50,21 @@ logger = logging.getLogger(__name__)
 IN_FLIGHT = (VideoStatus.UPLOADED.value, VideoStatus.PROCESSING.value)
 
 
-class CatalogError(Exception):
-    """A request the catalog refuses: `status_code` and a JSON-able error body."""
-
-    def __init__(self, status_code: int, errors: dict[str, object]) -> None:
-        super().__init__(errors)
-        self.status_code = status_code
-        self.errors = errors
-
-
-def not_found(what: str = "Video") -> CatalogError:
-    return CatalogError(404, {"detail": f"{what} not found."})
+def not_found(what: str = "Video") -> NotFound:
+    return NotFound(f"{what} not found.")
 
 
 # -- reading ---------------------------------------------------------------------------
 
 
-def thumbnail_url(public_base_url: str, video: Video) -> str:
-    return f"{public_base_url.rstrip('/')}/api/video/{video.id}/thumbnail.jpg?v={video.generation}"
-
-
-async def list_playable_videos(session: AsyncSession, *, public_base_url: str) -> list[dict]:
-    """The public list: published and ready, newest first, as the API contract spells it."""
+async def list_playable_videos(session: AsyncSession) -> list[Video]:
+    """What the public list shows: published and ready, newest first."""
     rows = await session.scalars(
         select(Video)
         .where(Video.published.is_(True), Video.status == VideoStatus.READY.value)
         .order_by(Video.created_at.desc(), Video.id.desc())
     )
-    return [
-        {
-            "id": v.id,
-            "created_at": v.created_at.isoformat(),
-            "title": v.title,
-            "description": v.description,
-            "thumbnail_url": thumbnail_url(public_base_url, v),
-            "category": v.category.name,
-        }
-        for v in rows
-    ]
-
-
-def admin_view(video: Video, *, public_base_url: str) -> AdminVideo:
-    return AdminVideo(
-        id=video.id,
-        title=video.title,
-        description=video.description,
-        category=video.category.name,
-        category_id=video.category_id,
-        published=video.published,
-        publish_when_ready=video.publish_when_ready,
-        waiting_for=waiting_for(video),
-        status=video.status,
-        progress=round(video.progress, 1),
-        failure_reason=video.failure_reason,
-        generation=video.generation,
-        duration_seconds=video.duration_seconds,
-        width=video.width,
-        height=video.height,
-        renditions=list(video.renditions or []),
-        source_size=video.source_size,
-        thumbnail_url=thumbnail_url(public_base_url, video)
-        if video.status == VideoStatus.READY.value
-        else None,
-        created_at=video.created_at,
-        updated_at=video.updated_at,
-    )
-
-
-def waiting_for(video: Video) -> str | None:
-    """What an admin reads next to a video: why viewers do not see it yet (None: they do)."""
-    then = " It publishes itself when ready." if video.publish_when_ready else ""
-    if video.status == VideoStatus.FAILED.value:
-        return "A working source: transcoding failed. Re-transcode it or upload it again."
-    if video.status == VideoStatus.UPLOADED.value:
-        return "A transcoder to start." + then
-    if video.status == VideoStatus.PROCESSING.value:
-        return f"Transcoding to finish ({video.progress:.0f}%)." + then
-    if not video.published:
-        return "Publication: it is a draft. Publish it to show it to viewers."
-    return None
+    return list(rows)
 
 
 async def list_videos(session: AsyncSession) -> list[Video]:
@@ -138,7 +85,7 @@ async def get_video(session: AsyncSession, *, video_id: int, for_update: bool = 
 
 
 async def resolve_category(session: AsyncSession, *, ref: int | str) -> Category:
-    """A category by id, or by name (case-insensitive); 400 on the `category` field if none."""
+    """A category by id, or by name (case-insensitive); InvalidInput on `category` if none."""
     category = None
     if isinstance(ref, str):
         category = await session.scalar(
@@ -149,11 +96,17 @@ async def resolve_category(session: AsyncSession, *, ref: int | str) -> Category
     if category is None and isinstance(ref, int) and -(2**31) <= ref < 2**31:
         category = await session.get(Category, ref)
     if category is None:
-        raise CatalogError(400, {"category": ["Unknown category."]})
+        raise InvalidInput("Unknown category.", field="category")
     return category
 
 
-async def list_categories(session: AsyncSession) -> list[CategoryOut]:
+@dataclass(frozen=True)
+class CategoryUsage:
+    category: Category
+    video_count: int
+
+
+async def list_categories(session: AsyncSession) -> list[CategoryUsage]:
     counts = (
         select(Video.category_id, func.count().label("n")).group_by(Video.category_id).subquery()
     )
@@ -162,7 +115,7 @@ async def list_categories(session: AsyncSession) -> list[CategoryOut]:
         .outerjoin(counts, counts.c.category_id == Category.id)
         .order_by(Category.name)
     )
-    return [CategoryOut(id=c.id, name=c.name, video_count=n) for c, n in rows]
+    return [CategoryUsage(category, count) for category, count in rows]
 
 
 async def _check_name_free(session: AsyncSession, name: str, *, except_id: int | None) -> None:
@@ -170,18 +123,18 @@ async def _check_name_free(session: AsyncSession, name: str, *, except_id: int |
         select(Category).where(func.lower(Category.name) == name.lower())
     )
     if existing is not None and existing.id != except_id:
-        raise CatalogError(400, {"name": ["A category with this name already exists."]})
+        raise InvalidInput("A category with this name already exists.", field="name")
 
 
-async def create_category(session: AsyncSession, *, name: str) -> CategoryOut:
+async def create_category(session: AsyncSession, *, name: str) -> Category:
     await _check_name_free(session, name, except_id=None)
     category = Category(name=name)
     session.add(category)
     await _commit_or_conflict(session)
-    return CategoryOut(id=category.id, name=category.name, video_count=0)
+    return category
 
 
-async def rename_category(session: AsyncSession, *, category_id: int, name: str) -> CategoryOut:
+async def rename_category(session: AsyncSession, *, category_id: int, name: str) -> CategoryUsage:
     category = await session.get(Category, category_id, with_for_update=True)
     if category is None:
         raise not_found("Category")
@@ -191,7 +144,7 @@ async def rename_category(session: AsyncSession, *, category_id: int, name: str)
         select(func.count()).select_from(Video).where(Video.category_id == category_id)
     )
     await _commit_or_conflict(session)
-    return CategoryOut(id=category.id, name=category.name, video_count=count or 0)
+    return CategoryUsage(category, count or 0)
 
 
 async def delete_category(session: AsyncSession, *, category_id: int) -> None:
@@ -202,10 +155,7 @@ async def delete_category(session: AsyncSession, *, category_id: int) -> None:
         select(func.count()).select_from(Video).where(Video.category_id == category_id)
     )
     if used:
-        raise CatalogError(
-            409,
-            {"detail": f"The category is used by {used} video(s); move or delete them first."},
-        )
+        raise Conflict(f"The category is used by {used} video(s); move or delete them first.")
     await session.delete(category)
     await _commit_or_conflict(session)
 
@@ -215,7 +165,7 @@ async def _commit_or_conflict(session: AsyncSession) -> None:
         await session.commit()
     except IntegrityError as exc:  # a concurrent request won a unique/foreign-key race
         await session.rollback()
-        raise CatalogError(409, {"detail": "Conflicting change; reload and try again."}) from exc
+        raise Conflict("Conflicting change; reload and try again.") from exc
 
 
 # -- uploads and edits -----------------------------------------------------------------
@@ -229,11 +179,92 @@ class VideoMetadata:
     publish_when_ready: bool = True
 
 
+@dataclass(frozen=True)
+class StagedSource:
+    """A complete source file on the media volume under a temporary name, on the same
+    filesystem as `uploads/<id>/` (so recording it is a rename, never a copy)."""
+
+    path: Path
+    size: int
+    extension: str  # for `source.<ext>`: see `safe_extension`
+
+
+def safe_extension(filename: str) -> str:
+    """A safe extension for `source.<ext>` from the client's file name ("bin" if none)."""
+    suffix = Path(filename).suffix.lower().lstrip(".")
+    return suffix if re.fullmatch(r"[a-z0-9]{1,8}", suffix) else "bin"
+
+
+UNEXPECTED_FIELDS = "Unexpected form field(s): {}."
+FIELD_REQUIRED = "This field is required."
+Form = TypeVar("Form", bound=BaseModel)
+
+
+def _validated_form(form: type[Form], fields: Mapping[str, str]) -> Form:
+    """`fields` as `form`, or InvalidInput naming every field at fault (unknown ones under
+    `detail`)."""
+    errors: dict[str, list[str]] = {}
+    valid = None
+    try:
+        valid = form.model_validate({k: v for k, v in fields.items() if k in form.model_fields})
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = FIELD_REQUIRED if error["type"] == "missing" else error["msg"]
+            errors.setdefault(str(error["loc"][0]), []).append(message)
+    unknown = sorted(set(fields) - set(form.model_fields))
+    if unknown:
+        errors["detail"] = [UNEXPECTED_FIELDS.format(", ".join(unknown))]
+    if errors or valid is None:
+        raise InvalidInput.for_fields(errors)
+    return valid
+
+
+async def check_upload_metadata_so_far(session: AsyncSession, fields: Mapping[str, str]) -> None:
+    """Refuse bad metadata sent ahead of the file, before the file is read: the fields
+    present must be valid (missing ones may still come)."""
+    form = _validated_form(UploadFormSoFar, fields)
+    if form.category is not None:
+        await resolve_category(session, ref=form.category)
+
+
+async def parse_upload_metadata(session: AsyncSession, fields: Mapping[str, str]) -> VideoMetadata:
+    """An upload's complete metadata (title, description, category, publish_when_ready)
+    from its text fields, with the category resolved; InvalidInput otherwise."""
+    form = _validated_form(UploadForm, fields)
+    return VideoMetadata(
+        title=form.title,
+        description=form.description,
+        category=await resolve_category(session, ref=form.category),
+        publish_when_ready=form.publish_when_ready,
+    )
+
+
+async def record_upload(
+    session: AsyncSession,
+    *,
+    fields: Mapping[str, str],
+    source: StagedSource,
+    media_root: Path,
+    ffprobe_bin: str,
+    probe_timeout: float,
+) -> Video:
+    """The end of every upload, once all its bytes are staged: validate the metadata, probe
+    the file (`Unsupported` unless it is a video), and record the video with its events.
+
+    The staged file is renamed into place on success; on failure the caller discards it.
+    """
+    metadata = await parse_upload_metadata(session, fields)
+    probe = await probe_video(source.path, ffprobe_bin=ffprobe_bin, timeout=probe_timeout)
+    return await create_video(
+        session, metadata=metadata, source=source, probe=probe, media_root=media_root
+    )
+
+
 async def create_video(
     session: AsyncSession,
     *,
     metadata: VideoMetadata,
-    upload: ReceivedUpload,
+    source: StagedSource,
     probe: ProbeResult,
     media_root: Path,
 ) -> Video:
@@ -252,7 +283,7 @@ async def create_video(
         generation=1,
         sweep_retries=0,
         source_path="",
-        source_size=upload.size,
+        source_size=source.size,
         width=probe.width,
         height=probe.height,
         duration_seconds=probe.duration_seconds,
@@ -264,10 +295,10 @@ async def create_video(
     )
     session.add(video)
     await session.flush()  # assigns the id
-    video.source_path = f"uploads/{video.id}/source.{upload.extension}"
+    video.source_path = f"uploads/{video.id}/source.{source.extension}"
     target = media_root / video.source_path
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(upload.temp_path, target)
+    os.replace(source.path, target)
     add_event(
         session,
         VideoUploaded(
@@ -336,9 +367,7 @@ async def retranscode_video(session: AsyncSession, *, video_id: int, media_root:
     """Transcode the stored source again as a new generation (older events are ignored)."""
     video = await get_video(session, video_id=video_id, for_update=True)
     if not (media_root / video.source_path).is_file():
-        raise CatalogError(
-            409, {"detail": "The source file of this video is gone; upload it again."}
-        )
+        raise Conflict("The source file of this video is gone; upload it again.")
     _start_new_generation(session, video, now=utcnow())
     video.sweep_retries = 0
     await session.commit()

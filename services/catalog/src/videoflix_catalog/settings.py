@@ -16,7 +16,7 @@ class CatalogSettings(CommonSettings):
     # uvicorn worker processes of `videoflix-catalog serve` (the list endpoint scales with it).
     workers: int = Field(2, ge=1, alias="CATALOG_WORKERS")
     max_upload_bytes: int = Field(5 * 1024**3, ge=1, alias="CATALOG_MAX_UPLOAD_BYTES")
-    ffprobe_binary: str = Field("ffprobe", alias="CATALOG_FFPROBE")
+    ffprobe_bin: str = Field("ffprobe", alias="CATALOG_FFPROBE")
     ffprobe_timeout_seconds: float = Field(30.0, gt=0, alias="CATALOG_FFPROBE_TIMEOUT_SECONDS")
     # The public list's cached JSON lives at most this long even without a change.
     list_cache_ttl_seconds: int = Field(300, ge=1, alias="CATALOG_LIST_CACHE_TTL_SECONDS")
@@ -26,3 +26,13 @@ class CatalogSettings(CommonSettings):
     stuck_after_seconds: float = Field(900.0, gt=0, alias="CATALOG_STUCK_AFTER_SECONDS")
     stuck_max_retries: int = Field(2, ge=0, alias="CATALOG_STUCK_MAX_RETRIES")
     sweep_interval_seconds: float = Field(60.0, gt=0, alias="CATALOG_SWEEP_INTERVAL_SECONDS")
+    # Resumable (tus) uploads: an unfinished one is deleted this long after its last chunk.
+    tus_expiry_seconds: float = Field(24 * 3600.0, gt=0, alias="CATALOG_TUS_EXPIRY_SECONDS")
+    # The upload cleanup loop: how often it runs, and how long a temporary upload file
+    # (a crashed single-request upload's .incoming/*.part) stays unwritten before it goes.
+    upload_sweep_interval_seconds: float = Field(
+        300.0, gt=0, alias="CATALOG_UPLOAD_SWEEP_INTERVAL_SECONDS"
+    )
+    upload_leftover_grace_seconds: float = Field(
+        3600.0, gt=0, alias="CATALOG_UPLOAD_LEFTOVER_GRACE_SECONDS"
+    )

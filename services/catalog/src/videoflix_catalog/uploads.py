@@ -1,26 +1,30 @@
-"""Receiving an upload: a multipart/form-data body streamed straight into the media volume.
+"""Receiving a single-request upload: a multipart/form-data body streamed straight into the
+media volume.
 
 Starlette's `request.form()` spools files to a temporary file and would make us copy them
-again; here python-multipart's streaming parser feeds the file part in bounded chunks to a
-temporary file next to its final place (same filesystem, so the final move is a rename).
-Memory stays constant whatever the size. The size cap is enforced while reading, every
-failure removes the partial file, and `probe_video` asks ffprobe whether it is a video.
+again; here `MultipartUploadReader` feeds python-multipart's streaming parser chunk by chunk
+and writes the file part, in bounded pieces, to a temporary file next to its final place
+(same filesystem, so the final move is a rename). Memory stays constant whatever the size.
+The size cap is enforced while reading and every failure removes the partial file. What
+happens to a complete upload (metadata, ffprobe, the video record) is the service's
+`record_upload`, shared with resumable uploads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import re
+import enum
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from io import BufferedWriter
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from videoflix_catalog.service import StagedSource, safe_extension
+from videoflix_shared.errors import DomainError, InvalidInput, TooLarge, Unsupported
 from videoflix_shared.text import UNSTORABLE_TEXT, is_storable
 
 FILE_FIELD = "file"
@@ -28,47 +32,42 @@ MAX_FIELD_BYTES = 64 * 1024  # title, description, category: small text fields
 MAX_PARTS = 20
 FLUSH_BYTES = 1024 * 1024  # write the file in chunks of about this size
 INCOMING_DIR = "uploads/.incoming"
+# Multipart framing (boundaries, part headers, small fields) allowed beyond the file size.
+FRAMING_ALLOWANCE = 1024 * 1024
 
-
-class UploadRejected(Exception):
-    """The upload is unacceptable; `errors` is the JSON body, `status_code` the 4xx."""
-
-    def __init__(self, status_code: int, errors: dict[str, object]) -> None:
-        super().__init__(errors)
-        self.status_code = status_code
-        self.errors = errors
-
-
-def rejected(status_code: int, detail: str, field_name: str | None = None) -> UploadRejected:
-    return UploadRejected(status_code, {field_name: [detail]} if field_name else {"detail": detail})
+FileStartHook = Callable[[dict[str, str]], Awaitable[None]]
 
 
 @dataclass
 class ReceivedUpload:
     fields: dict[str, str]
-    temp_path: Path  # absolute, inside MEDIA_ROOT/uploads/.incoming
+    source: StagedSource  # inside MEDIA_ROOT/uploads/.incoming until recorded
     filename: str
-    size: int
-
-    @property
-    def extension(self) -> str:
-        """A safe extension for `source.<ext>` from the client's file name."""
-        suffix = Path(self.filename).suffix.lower().lstrip(".")
-        return suffix if re.fullmatch(r"[a-z0-9]{1,8}", suffix) else "bin"
 
     def discard(self) -> None:
-        self.temp_path.unlink(missing_ok=True)
+        """Remove the staged file (a no-op once it was renamed into place)."""
+        self.source.path.unlink(missing_ok=True)
 
 
-@dataclass
-class _Part:
-    headers: dict[str, bytes] = field(default_factory=dict)
-    name: str = ""
-    filename: str | None = None
-    data: bytearray = field(default_factory=bytearray)
+def too_large(max_bytes: int) -> TooLarge:
+    return TooLarge(f"The file is larger than the maximum upload size of {max_bytes} bytes.")
 
 
-FileStartHook = Callable[[dict[str, str]], Awaitable[None]]
+def check_declared_length(content_length: str | None, *, max_bytes: int) -> None:
+    """Refuse a body whose declared length cannot fit, before reading any of it."""
+    declared = int(content_length) if content_length and content_length.isdigit() else 0
+    if declared > max_bytes + FRAMING_ALLOWANCE:
+        raise too_large(max_bytes)
+
+
+def multipart_boundary(content_type: str | None) -> bytes:
+    mime, params = parse_options_header(content_type or "")
+    if mime != b"multipart/form-data":
+        raise Unsupported("Send the upload as multipart/form-data.")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise InvalidInput("The multipart boundary is missing from Content-Type.")
+    return boundary
 
 
 async def receive_upload(
@@ -84,216 +83,198 @@ async def receive_upload(
     `on_file_start(fields)` runs before the first byte of the file is written, with the text
     fields sent so far, so bad metadata sent ahead of the file is refused without reading it.
     """
-    mime, params = parse_options_header(content_type or "")
-    if mime != b"multipart/form-data":
-        raise rejected(415, "Send the upload as multipart/form-data.")
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise rejected(400, "The multipart boundary is missing from Content-Type.")
-
+    boundary = multipart_boundary(content_type)
     incoming = media_root / INCOMING_DIR
     incoming.mkdir(parents=True, exist_ok=True)
-    temp_path = incoming / f"{uuid.uuid4().hex}.part"
+    reader = MultipartUploadReader(
+        boundary,
+        temp_path=incoming / f"{uuid.uuid4().hex}.part",
+        max_bytes=max_bytes,
+        on_file_start=on_file_start,
+    )
+    return await reader.read(chunks)
 
-    fields: dict[str, str] = {}
-    parts_seen = 0
-    current = _Part()
-    header_field = bytearray()
-    header_value = bytearray()
-    # The parser's callbacks are synchronous: they record what happened, and the loop below
-    # does the awaiting (hooks, file writes) after each chunk.
-    in_file_part = False
-    file_seen = False
-    filename = ""
-    file_buffer = bytearray()
-    size = 0
-    ended = False
-    errors: list[UploadRejected] = []
-    pending_file_start = False
 
-    def on_part_begin() -> None:
-        nonlocal current, parts_seen
-        parts_seen += 1
-        current = _Part()
+class ReadState(enum.Enum):
+    """Where the reader is in the body."""
 
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.extend(data[start:end])
+    BETWEEN_PARTS = enum.auto()  # before the first part, or in a part's headers
+    IN_FIELD = enum.auto()  # a small text field: kept in memory, capped
+    IN_FILE = enum.auto()  # the file part: its bytes go to the temporary file
+    COMPLETE = enum.auto()  # the closing boundary was read
 
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
 
-    def on_header_end() -> None:
-        current.headers[header_field.decode("latin-1").lower()] = bytes(header_value)
-        header_field.clear()
-        header_value.clear()
+class MultipartUploadReader:
+    """One multipart/form-data upload body, read chunk by chunk.
 
-    def on_headers_finished() -> None:
-        nonlocal pending_file_start, in_file_part, file_seen, filename
-        disposition, options = parse_options_header(current.headers.get("content-disposition"))
-        current.name = options.get(b"name", b"").decode("utf-8", "replace")
+    python-multipart's callbacks are synchronous: they move the state and record what
+    happened (the first problem, file bytes to write); after each chunk, `read` does the
+    awaiting (the file-start hook, file writes) and raises the first problem.
+    """
+
+    def __init__(
+        self,
+        boundary: bytes,
+        *,
+        temp_path: Path,
+        max_bytes: int,
+        on_file_start: FileStartHook | None = None,
+    ) -> None:
+        self.state = ReadState.BETWEEN_PARTS
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None  # set when the file part begins
+        self.size = 0  # file bytes received
+        self._temp_path = temp_path
+        self._max_bytes = max_bytes
+        self._on_file_start = on_file_start
+        self._parts = 0
+        self._problem: DomainError | None = None
+        # The current part: its headers as they arrive, its name, a text field's bytes.
+        self._headers: dict[str, bytes] = {}
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._part_name = ""
+        self._field_bytes = bytearray()
+        # File bytes parsed but not yet written, and the file they go to (opened once the
+        # file part began and the file-start hook passed).
+        self._pending = bytearray()
+        self._file: BufferedWriter | None = None
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_name_data,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+                "on_end": self._end,
+            },
+        )
+
+    async def read(self, chunks: AsyncIterator[bytes]) -> ReceivedUpload:
+        """Read the whole body; the partial file is removed whatever goes wrong."""
+        try:
+            async for chunk in chunks:
+                self._parse(chunk)
+                await self._write_what_was_parsed()
+                if self.state is ReadState.COMPLETE:
+                    break
+            return await self._finish()
+        except BaseException:
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+            self._temp_path.unlink(missing_ok=True)
+            raise
+
+    # -- per chunk -----------------------------------------------------------------------
+
+    def _parse(self, chunk: bytes) -> None:
+        try:
+            self._parser.write(chunk)
+        except Exception as exc:  # python-multipart raises its own errors on bad input
+            raise InvalidInput(f"Malformed multipart body: {exc}") from exc
+        if self._problem is not None:
+            raise self._problem
+        if self._parts > MAX_PARTS:
+            raise InvalidInput(f"Too many form fields (at most {MAX_PARTS}).")
+        if self.size > self._max_bytes:
+            raise too_large(self._max_bytes)
+
+    async def _write_what_was_parsed(self) -> None:
+        if self.filename is not None and self._file is None:
+            if self._on_file_start is not None:
+                await self._on_file_start(dict(self.fields))
+            self._file = await asyncio.to_thread(_create, self._temp_path)
+        file_part_over = self.state is not ReadState.IN_FILE
+        if self._file is not None and (
+            len(self._pending) >= FLUSH_BYTES or (self._pending and file_part_over)
+        ):
+            await asyncio.to_thread(self._file.write, bytes(self._pending))
+            self._pending.clear()
+
+    async def _finish(self) -> ReceivedUpload:
+        if self.state is not ReadState.COMPLETE:
+            raise InvalidInput("The upload ended before the multipart body was complete.")
+        if self._file is None or self.filename is None:
+            raise InvalidInput("No file was uploaded.", field=FILE_FIELD)
+        await asyncio.to_thread(self._file.close)
+        self._file = None
+        if self.size == 0:
+            raise InvalidInput("The uploaded file is empty.", field=FILE_FIELD)
+        source = StagedSource(
+            path=self._temp_path, size=self.size, extension=safe_extension(self.filename)
+        )
+        return ReceivedUpload(fields=self.fields, source=source, filename=self.filename)
+
+    # -- parser callbacks (synchronous) --------------------------------------------------
+
+    def _refuse(self, problem: DomainError) -> None:
+        self._problem = self._problem or problem  # the first one is reported
+
+    def _part_begin(self) -> None:
+        self._parts += 1
+        self._headers = {}
+        self._part_name = ""
+        self._field_bytes = bytearray()
+
+    def _header_name_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_name.extend(data[start:end])
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value.extend(data[start:end])
+
+    def _header_end(self) -> None:
+        self._headers[self._header_name.decode("latin-1").lower()] = bytes(self._header_value)
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        disposition, options = parse_options_header(self._headers.get("content-disposition"))
+        self._part_name = options.get(b"name", b"").decode("utf-8", "replace")
         raw_filename = options.get(b"filename")
-        current.filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")
-        if disposition != b"form-data" or not current.name:
-            errors.append(rejected(400, "Every multipart part needs a form-data name."))
-        elif current.name == FILE_FIELD:
-            if file_seen or current.filename is None:
-                errors.append(rejected(400, "Send exactly one file in the field 'file'.", "file"))
-            else:
-                file_seen = in_file_part = pending_file_start = True
-                filename = current.filename
-        elif current.name in fields:
-            errors.append(rejected(400, "This field was sent twice.", current.name))
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        nonlocal size
-        if in_file_part:
-            size += end - start
-            file_buffer.extend(data[start:end])
-        elif len(current.data) + end - start > MAX_FIELD_BYTES:
-            errors.append(rejected(400, "This field is too long.", current.name))
+        self.state = ReadState.IN_FIELD  # unless it is the file part (below)
+        if disposition != b"form-data" or not self._part_name:
+            self._refuse(InvalidInput("Every multipart part needs a form-data name."))
+        elif self._part_name != FILE_FIELD:
+            if self._part_name in self.fields:
+                self._refuse(InvalidInput("This field was sent twice.", field=self._part_name))
+        elif self.filename is not None or raw_filename is None:
+            message = "Send exactly one file in the field 'file'."
+            self._refuse(InvalidInput(message, field=FILE_FIELD))
         else:
-            current.data.extend(data[start:end])
+            self.filename = raw_filename.decode("utf-8", "replace")
+            self.state = ReadState.IN_FILE
 
-    def on_part_end() -> None:
-        nonlocal in_file_part
-        if in_file_part:
-            in_file_part = False
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.state is ReadState.IN_FILE:
+            self.size += end - start
+            self._pending.extend(data[start:end])
+        elif len(self._field_bytes) + end - start > MAX_FIELD_BYTES:
+            self._refuse(InvalidInput("This field is too long.", field=self._part_name))
+        else:
+            self._field_bytes.extend(data[start:end])
+
+    def _part_end(self) -> None:
+        was_file = self.state is ReadState.IN_FILE
+        self.state = ReadState.BETWEEN_PARTS
+        if was_file:
             return
         try:
-            text = current.data.decode("utf-8")
+            text = self._field_bytes.decode("utf-8")
         except UnicodeDecodeError:
-            errors.append(rejected(400, "Text fields must be UTF-8.", current.name))
+            self._refuse(InvalidInput("Text fields must be UTF-8.", field=self._part_name))
             return
         if is_storable(text):
-            fields[current.name] = text
+            self.fields[self._part_name] = text
         else:
-            errors.append(rejected(400, UNSTORABLE_TEXT, current.name))
+            self._refuse(InvalidInput(UNSTORABLE_TEXT, field=self._part_name))
 
-    def on_end() -> None:
-        nonlocal ended
-        ended = True
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_end": on_end,
-        },
-    )
-
-    file_handle = None
-    try:
-        async for chunk in chunks:
-            try:
-                parser.write(chunk)
-            except Exception as exc:  # python-multipart raises its own errors on bad input
-                raise rejected(400, f"Malformed multipart body: {exc}") from exc
-            if errors:
-                raise errors[0]
-            if parts_seen > MAX_PARTS:
-                raise rejected(400, f"Too many form fields (at most {MAX_PARTS}).")
-            if size > max_bytes:
-                raise _too_large(max_bytes)
-            if pending_file_start:
-                pending_file_start = False
-                if on_file_start is not None:
-                    await on_file_start(dict(fields))
-                file_handle = await asyncio.to_thread(open, temp_path, "xb")
-            if file_handle is not None and (
-                len(file_buffer) >= FLUSH_BYTES or (file_buffer and not in_file_part)
-            ):
-                await asyncio.to_thread(file_handle.write, bytes(file_buffer))
-                file_buffer.clear()
-            if ended:
-                break
-        if not ended:
-            raise rejected(400, "The upload ended before the multipart body was complete.")
-        if file_handle is None:
-            raise rejected(400, "No file was uploaded.", "file")
-        await asyncio.to_thread(file_handle.close)
-        file_handle = None
-        if size == 0:
-            raise rejected(400, "The uploaded file is empty.", "file")
-        return ReceivedUpload(fields=fields, temp_path=temp_path, filename=filename, size=size)
-    except BaseException:
-        if file_handle is not None:
-            with contextlib.suppress(OSError):
-                file_handle.close()
-        temp_path.unlink(missing_ok=True)
-        raise
+    def _end(self) -> None:
+        self.state = ReadState.COMPLETE
 
 
-def _too_large(max_bytes: int) -> UploadRejected:
-    return rejected(413, f"The file is larger than the maximum upload size of {max_bytes} bytes.")
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    width: int
-    height: int
-    duration_seconds: float | None
-    format_name: str
-
-
-# ffprobe reports still images as one-frame "video" streams in these formats.
-_IMAGE_FORMATS = re.compile(r"(^|,)(image2|[a-z0-9]+_pipe|apng|gif|webp)(,|$)")
-
-
-async def probe_video(path: Path, *, ffprobe: str, timeout: float) -> ProbeResult:
-    """Ask ffprobe what `path` is; UploadRejected(415) unless it holds a video stream."""
-    process = await asyncio.create_subprocess_exec(
-        ffprobe,
-        "-v",
-        "error",
-        "-select_streams",
-        "V",
-        "-show_entries",
-        "stream=width,height:format=format_name,duration",
-        "-of",
-        "json",
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "LC_ALL": "C"},
-    )
-    try:
-        stdout, _ = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise rejected(
-            415, "The file could not be read as a video (probing timed out).", "file"
-        ) from None
-    unreadable = rejected(
-        415, "The file is not a video that can be processed (no readable video stream).", "file"
-    )
-    if process.returncode != 0:
-        raise unreadable
-    try:
-        info = json.loads(stdout or b"{}")
-    except ValueError:
-        raise unreadable from None
-    streams = [
-        s for s in info.get("streams", []) if s.get("width", 0) > 0 and s.get("height", 0) > 0
-    ]
-    format_name = str(info.get("format", {}).get("format_name", ""))
-    if not streams:
-        raise unreadable
-    if _IMAGE_FORMATS.search(format_name):
-        raise rejected(415, "The file is a still image, not a video.", "file")
-    try:
-        duration = float(info["format"]["duration"])
-    except (KeyError, TypeError, ValueError):
-        duration = None
-    return ProbeResult(
-        width=int(streams[0]["width"]),
-        height=int(streams[0]["height"]),
-        duration_seconds=duration,
-        format_name=format_name,
-    )
+def _create(path: Path) -> BufferedWriter:
+    return path.open("xb")  # never overwrites: the name is fresh

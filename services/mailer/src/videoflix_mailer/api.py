@@ -8,6 +8,8 @@ DELETE /messages                clear
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
@@ -18,27 +20,33 @@ router = APIRouter(prefix="/messages", tags=["dev mail"])
 
 
 def get_mailbox(request: Request) -> Mailbox:
-    return request.app.state.mailbox
+    mailbox: Mailbox = request.app.state.mailbox
+    return mailbox
+
+
+SinkMailbox = Annotated[Mailbox, Depends(get_mailbox)]
+Recipient = Annotated[
+    str | None, Query(max_length=320, description="only messages to this address")
+]
+Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 # Plain `def` routes: file I/O runs in the threadpool, never blocking the SMTP server's loop.
 @router.get("", response_model=list[MessageOut])
 def list_messages(
-    to: str | None = Query(None, max_length=320, description="only messages to this address"),
-    limit: int = Query(100, ge=1, le=1000),
-    mailbox: Mailbox = Depends(get_mailbox),
+    mailbox: SinkMailbox, to: Recipient = None, limit: Limit = 100
 ) -> list[MessageOut]:
     return [MessageOut.of(m) for m in mailbox.list(to=to, limit=limit)]
 
 
 @router.delete("", response_model=ClearedOut)
-def clear_messages(mailbox: Mailbox = Depends(get_mailbox)) -> ClearedOut:
+def clear_messages(mailbox: SinkMailbox) -> ClearedOut:
     return ClearedOut(deleted=mailbox.clear())
 
 
 # Declared before `/{message_id}`, which would otherwise take "<id>.eml" as an id.
 @router.get("/{message_id}.eml", response_class=Response)
-def raw_message(message_id: str, mailbox: Mailbox = Depends(get_mailbox)) -> Response:
+def raw_message(message_id: str, mailbox: SinkMailbox) -> Response:
     raw = mailbox.raw(message_id)
     if raw is None:
         raise HTTPException(status_code=404, detail="No such message.")
@@ -46,7 +54,7 @@ def raw_message(message_id: str, mailbox: Mailbox = Depends(get_mailbox)) -> Res
 
 
 @router.get("/{message_id}", response_model=MessageOut)
-def get_message(message_id: str, mailbox: Mailbox = Depends(get_mailbox)) -> MessageOut:
+def get_message(message_id: str, mailbox: SinkMailbox) -> MessageOut:
     message = mailbox.get(message_id)
     if message is None:
         raise HTTPException(status_code=404, detail="No such message.")

@@ -8,10 +8,7 @@ Resources are created here, stored on `app.state`, and closed when `stop` is set
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -28,6 +25,7 @@ from videoflix_mailer.sink import MailboxHandler, start_smtp_server
 from videoflix_mailer.smtp import SmtpSender
 from videoflix_shared.app import register_readiness_check
 from videoflix_shared.bus import EventBus
+from videoflix_shared.lifespan import LifespanStack, unless_stopped
 from videoflix_shared.redis import check_redis, create_redis
 from videoflix_shared.sealing import sealer_from_settings
 
@@ -63,32 +61,19 @@ def build_mailer(settings: MailerSettings, redis: Redis) -> Mailer:
     )
 
 
-async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
-    """Await `work`, cancelling it when `stop` is set first (e.g. still waiting for NATS)."""
-    task = asyncio.ensure_future(work)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def run_consumer(app: FastAPI, stop: asyncio.Event) -> None:
     settings: MailerSettings = app.state.settings
-    bus = EventBus.from_settings(settings, principal="mailer")
-    redis = create_redis(settings)
-    mailer = build_mailer(settings, redis)
-    app.state.bus, app.state.redis, app.state.mailer = bus, redis, mailer
-    register_readiness_check(app, "nats", bus.check)
-    register_readiness_check(app, "redis", lambda: check_redis(redis))
-    register_readiness_check(app, "smtp", mailer.sender.check)
-    try:
-        await _unless_stopped(stop, bus.connect())
-        if not stop.is_set():
+    async with LifespanStack(stop) as resources:
+        bus = EventBus.from_settings(settings, principal="mailer")
+        resources.push_async_callback(bus.close)
+        redis = create_redis(settings)
+        resources.push_async_callback(redis.aclose)
+        mailer = build_mailer(settings, redis)
+        app.state.event_bus, app.state.redis, app.state.mailer = bus, redis, mailer
+        register_readiness_check(app, "nats", bus.check)
+        register_readiness_check(app, "redis", lambda: check_redis(redis))
+        register_readiness_check(app, "smtp", mailer.sender.check)
+        if await unless_stopped(stop, bus.connect()):
             logger.info(
                 "consuming mail events; SMTP %s:%d (%s)",
                 settings.smtp_host,
@@ -96,9 +81,6 @@ async def run_consumer(app: FastAPI, stop: asyncio.Event) -> None:
                 settings.smtp_security,
             )
             await consume_mail_events(bus=bus, mailer=mailer, settings=settings, stop=stop)
-    finally:
-        await bus.close()
-        await redis.aclose()
 
 
 async def run_sink(app: FastAPI, stop: asyncio.Event) -> None:

@@ -94,11 +94,11 @@ async def _dead_letters(args: argparse.Namespace, settings: MailerSettings) -> i
                 )
             return 0
         if args.dead_command == "show":
-            letter = await store.get(args.id)
-            if letter is None:
+            found = await store.get(args.id)
+            if found is None:
                 print(f"no dead letter {args.id!r}", file=sys.stderr)
                 return 1
-            print(json.dumps(letter.to_json(), indent=2))
+            print(json.dumps(found.to_json(), indent=2))
             return 0
         if args.dead_command == "delete":
             failed = 0

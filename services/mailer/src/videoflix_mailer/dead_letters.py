@@ -11,12 +11,14 @@ The id is derived from the stream position, so recording the same failed deliver
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import cast
 
 from redis.asyncio import Redis
 
-from videoflix_shared.redis import key
+from videoflix_shared.redis import prefixed_key
 from videoflix_shared.settings import CommonSettings
 
 
@@ -79,15 +81,15 @@ class DeadLetterStore:
     def __init__(self, redis: Redis, settings: CommonSettings) -> None:
         self.redis = redis
         self.settings = settings
-        self.index_key = key(settings, "mailer", "dead-letters")
+        self.index_key = prefixed_key(settings, "mailer", "dead-letters")
 
     def _letter_key(self, letter_id: str) -> str:
-        return key(self.settings, "mailer", "dead-letter", letter_id)
+        return prefixed_key(self.settings, "mailer", "dead-letter", letter_id)
 
     async def add(self, letter: DeadLetter) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._letter_key(letter.id))
-            pipe.hset(self._letter_key(letter.id), mapping=_to_hash(letter))  # type: ignore[arg-type]
+            pipe.hset(self._letter_key(letter.id), mapping=_to_hash(letter))
             pipe.zadd(self.index_key, {letter.id: letter.failed_at.timestamp()})
             await pipe.execute()
 
@@ -101,7 +103,11 @@ class DeadLetterStore:
         return [_from_hash(i, h) for i, h in zip(ids, hashes, strict=True) if h]
 
     async def get(self, letter_id: str) -> DeadLetter | None:
-        fields = await self.redis.hgetall(self._letter_key(letter_id))
+        # redis-py types its commands for the sync and the async client at once.
+        pending = cast(
+            Awaitable[dict[bytes, bytes]], self.redis.hgetall(self._letter_key(letter_id))
+        )
+        fields = await pending
         return _from_hash(letter_id, fields) if fields else None
 
     async def remove(self, letter_id: str) -> bool:

@@ -83,7 +83,7 @@ class EmailRenderer:
         message = EmailMessage()
         message["Subject"] = " ".join(subject.split())
         message["From"] = self.sender
-        message["To"] = Address(addr_spec=str(event.email))  # type: ignore[attr-defined]
+        message["To"] = Address(addr_spec=values["email"])  # every mail event has one
         message["Date"] = format_datetime(utcnow())
         # Derived from the event id, so a duplicate that slipped through is recognisable.
         message["Message-ID"] = f"<{event.event_id}@{self.message_id_domain}>"

@@ -11,11 +11,10 @@ from nats.aio.msg import Msg
 from videoflix_mailer.service import Delivery, Mailer, Verdict
 from videoflix_mailer.settings import MailerSettings
 from videoflix_shared.bus import EventBus
-from videoflix_shared.events import UserRegistered
+from videoflix_shared.events import AUTH_STREAM, STREAMS
 
-STREAM = UserRegistered.stream  # "AUTH"
 DURABLE = "mailer"
-FILTER_SUBJECT = "auth.>"  # non-mail auth events are acknowledged and ignored
+FILTER_SUBJECT = STREAMS[AUTH_STREAM]  # non-mail auth events are acknowledged and ignored
 
 
 async def consume_mail_events(
@@ -39,7 +38,7 @@ async def consume_mail_events(
             await msg.term()
 
     await bus.consume(
-        stream=STREAM,
+        stream=AUTH_STREAM,
         durable=DURABLE,
         filter_subject=FILTER_SUBJECT,
         handler=handle,

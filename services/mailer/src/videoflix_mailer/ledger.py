@@ -15,7 +15,7 @@ import secrets
 
 from redis.asyncio import Redis
 
-from videoflix_shared.redis import key
+from videoflix_shared.redis import prefixed_key
 from videoflix_shared.settings import CommonSettings
 
 SENT = b"sent"
@@ -61,7 +61,7 @@ class DeliveryLedger:
         self._release = redis.register_script(_RELEASE)
 
     def _key(self, event_id: str) -> str:
-        return key(self.settings, "mailer", "delivery", event_id)
+        return prefixed_key(self.settings, "mailer", "delivery", event_id)
 
     async def claim(self, event_id: str) -> tuple[ClaimResult, str]:
         """Try to become the sender of `event_id`; returns the result and the claim token."""
@@ -76,4 +76,5 @@ class DeliveryLedger:
         await self._release(keys=[self._key(event_id)], args=[token])
 
     async def was_sent(self, event_id: str) -> bool:
-        return await self.redis.get(self._key(event_id)) == SENT
+        value: bytes | None = await self.redis.get(self._key(event_id))
+        return value == SENT

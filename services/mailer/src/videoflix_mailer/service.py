@@ -77,7 +77,7 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """base * 2^(attempt-1), capped; 20% jitter so many instances do not retry in step."""
         exponent = min(max(attempt - 1, 0), 32)
-        return min(self.base_seconds * 2**exponent, self.max_seconds) * _jitter.uniform(0.8, 1.0)
+        return min(self.base_seconds * 2.0**exponent, self.max_seconds) * _jitter.uniform(0.8, 1.0)
 
     def gave_up(self, delivery: Delivery) -> bool:
         age = (datetime.now(UTC) - delivery.published_at).total_seconds()

@@ -51,30 +51,30 @@ class SmtpSender:
     def __init__(self, settings: MailerSettings) -> None:
         self.settings = settings
 
-    def _connection_options(self) -> dict[str, object]:
+    def _client(self) -> aiosmtplib.SMTP:
+        """A client for the configured server, not connected yet (`async with` connects)."""
         s = self.settings
-        return {
-            "hostname": s.smtp_host,
-            "port": s.smtp_port,
-            "username": s.smtp_user or None,
-            "password": s.smtp_password or None,
-            "use_tls": s.smtp_security == "tls",
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_user or None,
+            password=s.smtp_password or None,
+            use_tls=s.smtp_security == "tls",
             # False rather than None: never upgrade opportunistically when told "none".
-            "start_tls": s.smtp_security == "starttls",
-            "validate_certs": s.smtp_validate_certs,
-            "timeout": s.smtp_timeout_seconds,
-        }
+            start_tls=s.smtp_security == "starttls",
+            validate_certs=s.smtp_validate_certs,
+            timeout=s.smtp_timeout_seconds,
+        )
 
     async def send(self, message: EmailMessage) -> None:
         """Hand the message to the SMTP server; raises DeliveryError when it is not accepted."""
         try:
-            await aiosmtplib.send(message, **self._connection_options())
+            async with self._client() as client:
+                await client.send_message(message)
         except Exception as exc:  # beyond SMTP/OS errors, anything unforeseen is transient too
             raise classify(exc) from exc
 
     async def check(self) -> None:
         """Readiness: the server answers its greeting and a NOOP (with login when configured)."""
-        options = self._connection_options()
-        client = aiosmtplib.SMTP(**options)  # type: ignore[arg-type]
-        async with client:
+        async with self._client() as client:
             await client.noop()

@@ -26,11 +26,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from videoflix_shared.bus import EventBus
-from videoflix_shared.events import VideoAccessChanged, parse_event
+from videoflix_shared.events import ACCESS_STREAM, VideoAccessChanged, parse_event
 
 logger = logging.getLogger(__name__)
 
-ACCESS_STREAM = VideoAccessChanged.stream
 ACCESS_SUBJECTS = VideoAccessChanged.subject
 FETCH_BATCH = 500
 FETCH_TIMEOUT_SECONDS = 1.0

@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from videoflix_shared.app import create_app as create_service_app
-from videoflix_shared.app import register_readiness_check
+from videoflix_shared.app import create_service_app, register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.logs import configure_logging
 from videoflix_shared.security import JwksKeySource, TokenVerifier
@@ -39,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     library: MediaLibrary = app.state.media_library
     access: AccessMap = app.state.access_map
     bus = EventBus.from_settings(app.state.settings, principal="streaming")
+    app.state.event_bus = bus
     register_readiness_check(app, "jwks", key_source.check)
     register_readiness_check(app, "media", library.check)
     register_readiness_check(app, "access", access.check)

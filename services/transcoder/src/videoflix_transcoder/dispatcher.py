@@ -9,7 +9,6 @@ job (or the deletion is done), so nothing is lost when Redis is down: NATS redel
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -17,10 +16,9 @@ from arq.connections import ArqRedis
 from fastapi import FastAPI
 from nats.aio.msg import Msg
 
-from videoflix_shared.app import register_readiness_check
-from videoflix_shared.bus import parse_or_drop
-from videoflix_shared.events import VideoDeleted, VideoUploaded
-from videoflix_transcoder.connections import connect_bus, connect_redis
+from videoflix_shared.bus import EventBus, parse_or_drop
+from videoflix_shared.events import CATALOG_STREAM, VideoDeleted, VideoUploaded
+from videoflix_transcoder.connections import run_connected
 from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks, transcode_job_id
 from videoflix_transcoder.service import delete_video_media
 from videoflix_transcoder.settings import TranscoderSettings
@@ -73,24 +71,14 @@ class CatalogEventHandler:
 async def run(app: FastAPI, stop: asyncio.Event) -> None:
     """`videoflix-transcoder dispatcher`: consume catalog events until SIGTERM."""
     settings: TranscoderSettings = app.state.settings
-    bus = await connect_bus(settings, stop, principal="transcoder-dispatcher")
-    if bus is None:
-        return
-    pool = await connect_redis(settings, stop)
-    if pool is None:
-        await bus.close()
-        return
-    register_readiness_check(app, "nats", bus.check)
-    register_readiness_check(app, "redis", pool.ping)
-    try:
+
+    async def dispatch(bus: EventBus, pool: ArqRedis) -> None:
         await bus.consume(
-            stream="CATALOG",
+            stream=CATALOG_STREAM,
             durable=DURABLE,
             filter_subject=FILTER_SUBJECT,
             handler=CatalogEventHandler(settings=settings, pool=pool),
             stop=stop,
         )
-    finally:
-        with contextlib.suppress(Exception):
-            await pool.aclose()
-        await bus.close()
+
+    await run_connected(app, stop, principal="transcoder-dispatcher", work=dispatch)

@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import re
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
+from videoflix_transcoder.errors import summarize_ffmpeg_errors
 from videoflix_transcoder.ladder import Rendition
 
 PDEATHSIG = 1  # prctl(PR_SET_PDEATHSIG, ...)
 STDERR_LINES_KEPT = 60
-SUMMARY_MAX_CHARS = 400
 
 ProgressCallback = Callable[[float], None]  # seconds of output written so far
 COMPLEXITY_SIZE = (640, 360)
@@ -211,25 +210,6 @@ async def _read_lines(stream: asyncio.StreamReader, into: deque[str]) -> None:
         line = raw.decode(errors="replace").rstrip()
         if line:
             into.append(line)
-
-
-_ADDRESS = re.compile(r"\s*@ 0x[0-9a-f]+")
-_BORING = ("Conversion failed!", "Exiting normally", "Press [q]")
-
-
-def summarize_ffmpeg_errors(lines: Iterable[str]) -> str:
-    """The gist of ffmpeg's stderr for an admin: distinct lines, no pointers, bounded."""
-    seen: list[str] = []
-    for line in lines:
-        cleaned = _ADDRESS.sub("", line).strip()
-        if cleaned and not cleaned.startswith(_BORING) and cleaned not in seen:
-            seen.append(cleaned)
-    if not seen:
-        return "no error message"
-    summary = "; ".join(seen[-4:])
-    if len(summary) > SUMMARY_MAX_CHARS:
-        summary = "…" + summary[-SUMMARY_MAX_CHARS:]
-    return summary
 
 
 def _die_with_parent() -> None:

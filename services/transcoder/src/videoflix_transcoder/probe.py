@@ -10,8 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from videoflix_transcoder.errors import invalid_source, transient
-from videoflix_transcoder.ffmpeg import summarize_ffmpeg_errors
+from videoflix_transcoder.errors import invalid_source, summarize_ffmpeg_errors, transient
 
 PROBE_TIMEOUT_SECONDS = 60
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from videoflix_shared.redis import key
+from videoflix_shared.redis import prefixed_key
 from videoflix_transcoder.settings import TranscoderSettings
 
 TRANSCODE_FUNCTION = "transcode_video"
@@ -38,18 +38,15 @@ class VideoMarks:
     def __init__(self, redis: Redis, settings: TranscoderSettings) -> None:
         self.redis = redis
         self.settings = settings
+        self._raise_generation = redis.register_script(_RAISE_GENERATION)  # no round trip
 
     def _key(self, video_id: int, what: str) -> str:
-        return key(self.settings, "transcoder", "video", video_id, what)
+        return prefixed_key(self.settings, "transcoder", "video", video_id, what)
 
     async def note_generation(self, video_id: int, generation: int) -> int:
         """Remember `generation` if it is the newest; returns the newest known."""
-        result = await self.redis.eval(  # type: ignore[misc]
-            _RAISE_GENERATION,
-            1,
-            self._key(video_id, "generation"),
-            generation,
-            MARK_TTL_SECONDS,
+        result = await self._raise_generation(
+            keys=[self._key(video_id, "generation")], args=[generation, MARK_TTL_SECONDS]
         )
         return int(result)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from videoflix_shared.bus import EventBus
+from videoflix_shared.events import Event
 from videoflix_transcoder.errors import TranscodeError, invalid_source, transient
 from videoflix_transcoder.events import (
     ProgressReporter,
@@ -230,7 +231,7 @@ def replace_directory(new: Path, target: Path) -> None:
 
 
 def backoff_seconds(settings: TranscoderSettings, attempt: int) -> float:
-    return min(MAX_BACKOFF_SECONDS, settings.retry_backoff_seconds * 2 ** (attempt - 1))
+    return min(MAX_BACKOFF_SECONDS, settings.retry_backoff_seconds * 2.0 ** (attempt - 1))
 
 
 async def _reason_to_skip(
@@ -284,7 +285,7 @@ async def _fail(
 
 
 async def _publish_or_retry(
-    bus: EventBus, event, attempt: int, settings: TranscoderSettings
+    bus: EventBus, event: Event, attempt: int, settings: TranscoderSettings
 ) -> None:
     try:
         await publish_reliably(bus, event)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from datetime import timedelta
 from typing import Any
 
@@ -20,9 +21,8 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
 from fastapi import FastAPI
 
-from videoflix_shared.app import register_readiness_check
 from videoflix_shared.bus import EventBus
-from videoflix_transcoder.connections import connect_bus, connect_redis
+from videoflix_transcoder.connections import run_connected
 from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks
 from videoflix_transcoder.service import RetryLater, backoff_seconds, transcode_video
 from videoflix_transcoder.settings import TranscoderSettings
@@ -94,38 +94,26 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
     """`videoflix-transcoder worker`: process jobs until SIGTERM; a running job is
     cancelled (ffmpeg killed, temp output removed) and left in the queue for another worker."""
     settings: TranscoderSettings = app.state.settings
-    bus = await connect_bus(settings, stop, principal="transcoder-worker")
-    if bus is None:
-        return
-    pool = await connect_redis(settings, stop)
-    if pool is None:
-        await bus.close()
-        return
-    register_readiness_check(app, "nats", bus.check)
-    register_readiness_check(app, "redis", pool.ping)
-    try:
+
+    async def work_off_the_queue(bus: EventBus, pool: ArqRedis) -> None:
         while not stop.is_set():
             worker = build_worker(settings, pool, bus)
             running = asyncio.create_task(worker.async_run())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
-            if running.done() and not stop.is_set():
+            await _stop_worker(worker, running)
+            if not stop.is_set():
                 # arq's loop ends when Redis goes away; start over once it answers again.
                 logger.warning("arq worker stopped (%r); restarting", running.exception())
-                await _stop_worker(worker, running)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RESTART_DELAY_SECONDS)
-                continue
-            await _stop_worker(worker, running)
-    finally:
-        with contextlib.suppress(Exception):
-            await pool.aclose()
-        await bus.close()
+
+    await run_connected(app, stop, principal="transcoder-worker", work=work_off_the_queue)
 
 
 async def _stop_worker(worker: Worker, running: asyncio.Task[None]) -> None:
-    worker.handle_sig(2)  # cancels running jobs: they go back to the queue for a retry
+    worker.handle_sig(signal.SIGINT)  # cancels running jobs: they go back to the queue for a retry
     with contextlib.suppress(BaseException):
         await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
     with contextlib.suppress(BaseException):

@@ -7,7 +7,6 @@ shared verifier is exercised end to end over a real JWKS HTTP endpoint.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -15,8 +14,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from videoflix_shared.security import ALGORITHM, access_token_claims
 
 
 class TestTokenIssuer:
@@ -35,7 +37,7 @@ class TestTokenIssuer:
         return {"keys": [{**jwk, "kid": self.kid, "alg": "RS256", "use": "sig"}]}
 
     def jwks_app(self) -> Starlette:
-        async def jwks(request: Any) -> JSONResponse:
+        async def jwks(_request: Request) -> JSONResponse:
             return JSONResponse(self.jwks())
 
         return Starlette(routes=[Route("/.well-known/jwks.json", jwks)])
@@ -49,19 +51,18 @@ class TestTokenIssuer:
         ttl: int = 1800,
         **overrides: Any,
     ) -> str:
-        now = int(time.time())
         claims = {
-            "sub": str(user_id),
-            "email": email,
-            "is_admin": is_admin,
-            "iat": now,
-            "exp": now + ttl,
-            "iss": self.issuer,
-            "aud": self.audience,
-            "jti": uuid.uuid4().hex,
+            **access_token_claims(
+                user_id=user_id,
+                email=email,
+                is_admin=is_admin,
+                issuer=self.issuer,
+                audience=self.audience,
+                ttl_seconds=ttl,
+            ),
             **overrides,
         }
-        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.kid})
+        return jwt.encode(claims, self.private_key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
     def cookies(self, **kwargs: Any) -> dict[str, str]:
         """Cookies a logged-in browser would send (access token + CSRF token)."""

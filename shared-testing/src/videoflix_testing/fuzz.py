@@ -22,7 +22,6 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.generation import DataGenerationMethod
 from schemathesis.transports import RequestsTransport
 
 # FastAPI emits OpenAPI 3.1, which schemathesis 3.x supports behind this switch.
@@ -43,7 +42,10 @@ def openapi_of(client: Any) -> Any:
     return schemathesis.from_asgi(
         "/openapi.json",
         client.app,
-        data_generation_methods=[DataGenerationMethod.positive, DataGenerationMethod.negative],
+        data_generation_methods=[
+            schemathesis.DataGenerationMethod.positive,
+            schemathesis.DataGenerationMethod.negative,
+        ],
     )
 
 

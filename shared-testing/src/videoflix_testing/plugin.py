@@ -19,12 +19,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 
 from videoflix_shared.sealing import new_key as new_mail_token_key
-from videoflix_shared.testing.tokens import TestTokenIssuer
+from videoflix_testing.cleanup import delete_nats_streams, delete_redis_keys
+from videoflix_testing.tokens import TestTokenIssuer
 
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -36,7 +36,8 @@ NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_until(
@@ -90,8 +91,8 @@ class ServerThread:
             access_log=False,
             lifespan="auto",
         )
+        # uvicorn captures SIGINT/SIGTERM only on the main thread: these stay pytest's
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -138,14 +139,7 @@ def make_database(run_id: str) -> Iterator[Callable[[str], str]]:
 def redis_prefix(run_id: str) -> Iterator[str]:
     prefix = f"vft:{run_id}:"
     yield prefix
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    with contextlib.suppress(Exception):
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
+    delete_redis_keys(REDIS_URL, prefix)
 
 
 @pytest.fixture(scope="session")
@@ -153,21 +147,7 @@ def nats_names(run_id: str) -> Iterator[dict[str, str]]:
     """Per-run NATS subject prefix and stream prefix; the run's streams are deleted after."""
     names = {"NATS_SUBJECT_PREFIX": f"vft{run_id}.", "NATS_STREAM_PREFIX": f"VFT{run_id}_"}
     yield names
-
-    async def cleanup() -> None:
-        from videoflix_shared.bus import EventBus
-
-        bus = EventBus(
-            url=NATS_URL,
-            subject_prefix=names["NATS_SUBJECT_PREFIX"],
-            stream_prefix=names["NATS_STREAM_PREFIX"],
-        )
-        await bus.connect(wait=False)
-        await bus.delete_streams()
-        await bus.close()
-
-    with contextlib.suppress(Exception):
-        asyncio.run(cleanup())
+    delete_nats_streams(NATS_URL, names)
 
 
 @pytest.fixture(scope="session")
@@ -224,13 +204,3 @@ async def event_bus(nats_names: dict[str, str]) -> AsyncIterator[Any]:
     await bus.connect(wait=False)
     yield bus
     await bus.close()
-
-
-@pytest.fixture
-def http_client_factory() -> Callable[..., httpx.AsyncClient]:
-    def factory(app: Any, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver", **kwargs
-        )
-
-    return factory
