@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -30,10 +29,9 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from harness import running
+from harness import WrkResult, parse_wrk, running, service_binary
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoAccessChanged
@@ -46,6 +44,7 @@ TARGET_RATIO = 0.5
 TARGET_P99_MS = 25.0
 NGINX = "nginx (static, sendfile)"
 STREAMING = "streaming (uvicorn)"
+UNCACHED = "(streaming, no body cache)"
 
 NGINX_CONF = """\
 daemon off;
@@ -73,18 +72,11 @@ http {{
 """
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: str  # non-2xx answers and socket errors, as wrk reports them ("" if none)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def make_segment(media: Path) -> Path:
@@ -149,38 +141,12 @@ def wait_for(url: str, headers: dict[str, str], timeout: float = 60) -> bytes:
         try:
             request = urllib.request.Request(url, headers=headers)  # noqa: S310 (local URL)
             with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-                return response.read()
+                body: bytes = response.read()
+                return body
         except Exception as exc:
             last_error = exc
             time.sleep(0.2)
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s: {last_error!r}")
-
-
-def streaming_binary() -> str:
-    beside_python = Path(sys.executable).with_name("videoflix-streaming")
-    found = str(beside_python) if beside_python.exists() else shutil.which("videoflix-streaming")
-    if not found:
-        raise SystemExit("videoflix-streaming not found: run with `uv run --all-packages`")
-    return found
-
-
-def to_ms(value: str) -> float:
-    match = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", value)
-    if match is None:
-        raise SystemExit(f"unexpected duration in wrk's output: {value!r}")
-    return float(match[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[match[2]]
-
-
-def parse_wrk(output: str) -> WrkResult:
-    rps = re.search(r"Requests/sec:\s+([0-9.]+)", output)
-    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
-    if not (rps and p50 and p99):
-        raise SystemExit(f"could not read wrk's output:\n{output}")
-    errors = [
-        line.strip() for line in output.splitlines() if "Non-2xx" in line or "Socket errors" in line
-    ]
-    return WrkResult(float(rps[1]), to_ms(p50[1]), to_ms(p99[1]), "; ".join(errors))
 
 
 def run_wrk(url: str, *, cookie: str, connections: int, threads: int, seconds: float) -> WrkResult:
@@ -192,88 +158,97 @@ def run_wrk(url: str, *, cookie: str, connections: int, threads: int, seconds: f
     return parse_wrk(completed.stdout)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per server")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per server")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="processes of each server")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def nginx_binary() -> str:
     for tool in ("wrk", "ffmpeg"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is required (apt-get install {tool})")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise SystemExit("nginx is required (apt-get install nginx)")
+    return nginx
 
-    load_before = os.getloadavg()[0]
-    issuer = TestTokenIssuer()
+
+def streaming_env(
+    issuer: TestTokenIssuer, jwks_url: str, nats_env: dict[str, str], media: Path
+) -> dict[str, str]:
+    """What `videoflix-streaming serve` needs (its port is added per instance)."""
+    return {
+        **os.environ,
+        **nats_env,
+        "HTTP_HOST": "127.0.0.1",
+        "MEDIA_ROOT": str(media),
+        "JWKS_URL": jwks_url,
+        "JWT_ISSUER": issuer.issuer,
+        "JWT_AUDIENCE": issuer.audience,
+        "LOG_LEVEL": "WARNING",
+        "ENVIRONMENT": "bench",
+    }
+
+
+def measure(urls: dict[str, str], args: argparse.Namespace, cookie: str) -> dict[str, WrkResult]:
+    """wrk against each server in turn (warm-up, then the measured run), same workload."""
+    wrk_args = {"cookie": cookie, "connections": args.connections, "threads": args.threads}
+    results = {}
+    for name, url in urls.items():
+        run_wrk(url, seconds=args.warmup, **wrk_args)
+        results[name] = run_wrk(url, seconds=args.duration, **wrk_args)
+    return results
+
+
+def serve_and_measure(
+    args: argparse.Namespace, work: Path, issuer: TestTokenIssuer
+) -> tuple[int, dict[str, WrkResult]]:
+    """Start nginx and the two streaming instances on the segment, check that each serves
+    it, measure them; the segment's size and the results."""
     cookie = issuer.token(ttl=3600)
-    work = Path(tempfile.mkdtemp(prefix="videoflix-bench-streaming-"))
-    try:
-        media = work / "media"
-        segment = make_segment(media)
-        for path in [work, *work.rglob("*")]:  # nginx workers may run as another user
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        size = segment.stat().st_size
-        streaming_port, uncached_port, nginx_port = free_port(), free_port(), free_port()
-        (work / "nginx.conf").write_text(
-            NGINX_CONF.format(workers=args.workers, prefix=work, port=nginx_port, media=media)
-        )
-        with ServerThread(issuer.jwks_app()) as jwks, published_video(1) as nats_env:
-            env = {
-                **os.environ,
-                **nats_env,
-                "HTTP_HOST": "127.0.0.1",
-                "HTTP_PORT": str(streaming_port),
-                "MEDIA_ROOT": str(media),
-                "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
-                "JWT_ISSUER": issuer.issuer,
-                "JWT_AUDIENCE": issuer.audience,
-                "LOG_LEVEL": "WARNING",
-                "ENVIRONMENT": "bench",
-            }
-            # For reference only: the same service with its in-memory body cache off, so every
-            # segment is read from the file for each request.
-            uncached_env = {**env, "HTTP_PORT": str(uncached_port), "STREAMING_BODY_CACHE_MB": "0"}
-            streaming_cmd = [streaming_binary(), "serve", "--workers", str(args.workers)]
-            nginx_cmd = [
-                nginx,
-                "-p",
-                str(work),
-                "-c",
-                str(work / "nginx.conf"),
-                "-e",
-                str(work / "error.log"),
-            ]
-            with (
-                running(streaming_cmd, env=env, log=work / "streaming.log"),
-                running(streaming_cmd, env=uncached_env, log=work / "uncached.log"),
-                running(nginx_cmd, log=work / "nginx.log"),
-            ):
-                urls = {
-                    NGINX: f"http://127.0.0.1:{nginx_port}{SEGMENT_PATH}",
-                    STREAMING: f"http://127.0.0.1:{streaming_port}{SEGMENT_PATH}",
-                    "(streaming, no body cache)": f"http://127.0.0.1:{uncached_port}{SEGMENT_PATH}",
-                }
-                expected = segment.read_bytes()
-                for url in urls.values():
-                    body = wait_for(url, {"Cookie": f"access_token={cookie}"})
-                    if body != expected:
-                        raise SystemExit(f"{url} did not serve the segment ({len(body)} bytes)")
-                results = {}
-                for name, url in urls.items():
-                    wrk_args = {
-                        "cookie": cookie,
-                        "connections": args.connections,
-                        "threads": args.threads,
-                    }
-                    run_wrk(url, seconds=args.warmup, **wrk_args)
-                    results[name] = run_wrk(url, seconds=args.duration, **wrk_args)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    media = work / "media"
+    segment = make_segment(media)
+    for path in [work, *work.rglob("*")]:  # nginx workers may run as another user
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    ports = {NGINX: free_port(), STREAMING: free_port(), UNCACHED: free_port()}
+    (work / "nginx.conf").write_text(
+        NGINX_CONF.format(workers=args.workers, prefix=work, port=ports[NGINX], media=media)
+    )
+    nginx_cmd = [nginx_binary(), "-p", str(work), "-c", str(work / "nginx.conf")]
+    nginx_cmd += ["-e", str(work / "error.log")]
+    streaming_cmd = [service_binary("streaming"), "serve", "--workers", str(args.workers)]
+    with ServerThread(issuer.jwks_app()) as jwks, published_video(1) as nats_env:
+        env = streaming_env(issuer, f"{jwks.url}/.well-known/jwks.json", nats_env, media)
+        # For reference only: the same service with its in-memory body cache off, so every
+        # segment is read from the file for each request.
+        uncached_env = {**env, "HTTP_PORT": str(ports[UNCACHED]), "STREAMING_BODY_CACHE_MB": "0"}
+        with (
+            running(
+                streaming_cmd,
+                env={**env, "HTTP_PORT": str(ports[STREAMING])},
+                log=work / "streaming.log",
+            ),
+            running(streaming_cmd, env=uncached_env, log=work / "uncached.log"),
+            running(nginx_cmd, log=work / "nginx.log"),
+        ):
+            urls = {name: f"http://127.0.0.1:{port}{SEGMENT_PATH}" for name, port in ports.items()}
+            expected = segment.read_bytes()
+            for url in urls.values():
+                body = wait_for(url, {"Cookie": f"access_token={cookie}"})
+                if body != expected:
+                    raise SystemExit(f"{url} did not serve the segment ({len(body)} bytes)")
+            return len(expected), measure(urls, args, cookie)
 
+
+def report(
+    args: argparse.Namespace, size: int, load_before: float, results: dict[str, WrkResult]
+) -> bool:
+    """Print the table and the verdict; whether the target is met."""
     nginx_result, streaming_result = results[NGINX], results[STREAMING]
     ratio = streaming_result.requests_per_second / nginx_result.requests_per_second
     print(
@@ -297,7 +272,19 @@ def main() -> int:
         f"{streaming_result.p99_ms:.2f} ms (target < {TARGET_P99_MS:g} ms): "
         f"{'PASS' if ok else 'FAIL'}"
     )
-    return 0 if ok else 1
+    return ok
+
+
+def main() -> int:
+    args = parse_args()
+    nginx_binary()  # fail before any work when a tool is missing
+    load_before = os.getloadavg()[0]
+    work = Path(tempfile.mkdtemp(prefix="videoflix-bench-streaming-"))
+    try:
+        size, results = serve_and_measure(args, work, TestTokenIssuer())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if report(args, size, load_before, results) else 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -94,6 +95,16 @@ class MediaHeaders:
     validators: tuple[Header, ...]  # ETag, Last-Modified, Cache-Control: 304, 200 and 206
     entity: tuple[Header, ...]  # Content-Type, Accept-Ranges, nosniff and the validators
     whole: tuple[Header, ...]  # `entity` and the Content-Length of the whole file (200)
+
+
+class MediaReply(NamedTuple):
+    """A 200 or 206 about to be sent: status, headers, and which bytes of which file."""
+
+    status: int
+    headers: list[Header]
+    media: MediaFile
+    offset: int
+    length: int
 
 
 def match_route(raw_path: bytes) -> tuple[int, str, AssetKind] | None:
@@ -269,7 +280,9 @@ class HlsEndpoint:
                 return
         if byte_range is None:
             response_headers = [*headers.whole, *request.response_headers]
-            await self._send_body(send, request, 200, response_headers, media, 0, media.size)
+            await self._send_body(
+                send, request, MediaReply(200, response_headers, media, 0, media.size)
+            )
             return
         first, last = byte_range
         length = last - first + 1
@@ -279,53 +292,40 @@ class HlsEndpoint:
             (b"content-length", str(length).encode()),
             *request.response_headers,
         ]
-        await self._send_body(send, request, 206, response_headers, media, first, length)
+        await self._send_body(
+            send, request, MediaReply(206, response_headers, media, first, length)
+        )
 
-    async def _send_body(
-        self,
-        send: Send,
-        request: HlsRequest,
-        status: int,
-        headers: list[Header],
-        media: MediaFile,
-        offset: int,
-        length: int,
-    ) -> None:
-        """The bytes [offset, offset + length) of the file: from memory, else read in a
-        worker thread (whole, or in chunks for a range or a large file)."""
+    async def _send_body(self, send: Send, request: HlsRequest, reply: MediaReply) -> None:
+        """The bytes the reply names: from memory, else read in a worker thread (whole, or
+        in chunks for a range or a large file)."""
+        media = reply.media
         if request.method == "HEAD":
             body: bytes | None = b""
         else:
             body = self.library.body(media)
-            if body is None and status == 200 and media.size <= WHOLE_READ_MAX_BYTES:
+            if body is None and reply.status == 200 and media.size <= WHOLE_READ_MAX_BYTES:
                 body = await self.library.load_body(media)
                 if body is None:  # replaced or removed since it was looked up
                     await self.middleware.send_error(send, request, NOT_FOUND)
                     return
         if body is None:
-            await self._send_from_disk(send, request, status, headers, media, offset, length)
+            await self._send_from_disk(send, request, reply)
             return
-        await self.middleware.start(send, request, status, headers)
+        await self.middleware.start(send, request, reply.status, reply.headers)
         # A whole body is sent as is (slicing all of a bytes object copies nothing).
-        await send({"type": "http.response.body", "body": body[offset : offset + length]})
+        chunk = body[reply.offset : reply.offset + reply.length]
+        await send({"type": "http.response.body", "body": chunk})
 
-    async def _send_from_disk(
-        self,
-        send: Send,
-        request: HlsRequest,
-        status: int,
-        headers: list[Header],
-        media: MediaFile,
-        offset: int,
-        length: int,
-    ) -> None:
+    async def _send_from_disk(self, send: Send, request: HlsRequest, reply: MediaReply) -> None:
+        media, offset, length = reply.media, reply.offset, reply.length
         try:
             fd = await asyncio.to_thread(os.open, media.path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:  # removed since it was looked up (re-transcode, deletion)
             await self.middleware.send_error(send, request, NOT_FOUND)
             return
         try:
-            await self.middleware.start(send, request, status, headers)
+            await self.middleware.start(send, request, reply.status, reply.headers)
             while length > 0:
                 chunk = await asyncio.to_thread(os.pread, fd, min(READ_CHUNK_BYTES, length), offset)
                 if not chunk:
