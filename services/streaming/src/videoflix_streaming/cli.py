@@ -6,10 +6,14 @@ uvloop writes the cached `bytes` to the socket as they are, in the one thread th
 request; Granian copies every body from Python into Rust and hands each request between
 three threads (its I/O thread, the thread that takes the GIL to schedule the request, the
 event loop's), with a GIL handover and wake-ups on each. Measured on this machine (620 KB
-segment, 16 connections, 2 processes each, interleaved with nginx to share the same load):
-Granian 275-430 µs of CPU per request, uvicorn 195-245, nginx 130-170; requests/s equal or
-better (tests/bench/bench_streaming.py). What Granian had for it, sending uncached files by
-`http.response.pathsend`, is replaced by one read in a worker thread (api.py).
+segment from memory, 16 connections, 2 processes each, in rounds interleaved with nginx so
+both see the same load from other processes): Granian 260-430 µs of CPU per request,
+uvicorn with http_protocol.py 170-240, nginx 130-180; requests/s 0.72x nginx on Granian,
+0.95x on uvicorn (medians of 10 rounds). CPU per request is what counts on a loaded
+machine, where each server gets its share of the cores. What Granian had for it, sending a
+file missing from the cache by `http.response.pathsend`, is replaced by one read in a
+worker thread (api.py), which costs ~15% more CPU than pathsend did for such a request, and
+the file is then kept in the cache.
 
 Settings that are not the other services' (`run_http_service`): no access log (one line per
 segment), and no proxy-header middleware, because streaming never uses the client's

