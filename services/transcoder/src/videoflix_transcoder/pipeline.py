@@ -62,6 +62,8 @@ class EncodeResult:
     width: int
     height: int
     renditions: list[str]
+    # False while a film's higher rungs are still being assembled (films.py).
+    complete: bool = True
 
     def save(self, directory: Path) -> None:
         (directory / RECORD).write_text(json.dumps(asdict(self)))
@@ -131,7 +133,7 @@ async def encode_video(
             f"{info.duration_seconds:.0f}s video (TRANSCODER_TIMEOUT_FACTOR); workers overloaded?"
         ) from None
     except FfmpegFailed as exc:
-        raise _classify(exc) from None
+        raise classify_ffmpeg_failure(exc) from None
 
     check_complete(output_dir / renditions[0].name / "index.m3u8", info)
     correct_master_bandwidth(output_dir / MASTER_PLAYLIST, settings.segment_seconds)
@@ -208,7 +210,7 @@ async def make_thumbnail(
         except TimeoutError:
             raise transient("cutting the thumbnail timed out") from None
         except FfmpegFailed as exc:
-            raise _classify(exc, step="the thumbnail") from None
+            raise classify_ffmpeg_failure(exc, step="the thumbnail") from None
         if _is_nonempty_file(target):
             return
     raise invalid_source("no picture could be decoded from the upload for the thumbnail")
@@ -237,7 +239,7 @@ def _thumbnail_box(info: SourceInfo) -> tuple[int, int]:
     return (box_height, box_width) if info.height > info.width else (box_width, box_height)
 
 
-def _classify(exc: FfmpegFailed, step: str = "the encode") -> TranscodeError:
+def classify_ffmpeg_failure(exc: FfmpegFailed, step: str = "the encode") -> TranscodeError:
     if exc.returncode < 0 or exc.returncode >= 128:
         # Killed by a signal (out of memory, operator): the next attempt may well succeed.
         return transient(f"ffmpeg was killed during {step} (signal or out of memory)")

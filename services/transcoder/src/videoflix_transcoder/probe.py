@@ -140,3 +140,24 @@ def _rotation(video: dict[str, Any]) -> int:
         except ValueError:
             return 0
     return 0
+
+
+async def video_start_time(path: Path, *, ffprobe_bin: str = "ffprobe") -> float:
+    """The first timestamp of the video stream (films cut chunks on the source's own
+    timestamps); 0 when ffprobe does not say."""
+    proc = await asyncio.create_subprocess_exec(
+        ffprobe_bin,
+        *("-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time"),
+        *("-of", "default=noprint_wrappers=1:nokey=1", str(path)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            stdout, _ = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise transient(f"ffprobe did not answer within {PROBE_TIMEOUT_SECONDS}s") from None
+    value = _first_positive_float(stdout.decode().strip())
+    return value or 0.0
