@@ -155,10 +155,10 @@ def chunk_command(
     half_frame = 0.5 / plan.frame_rate if plan.frame_rate > 0 else 1 / 240
     trim = f"trim=start={max(0.0, plan.start_time + chunk.start - half_frame):.6f}"
     seek = max(0.0, plan.start_time + chunk.start - SEEK_MARGIN_SECONDS)
-    input_limit: list[str] = []
     if chunk.end is not None:
+        # No input -t: it would count from the key frame the seek lands on. ffmpeg stops
+        # reading once trim has ended every output.
         trim += f":end={plan.start_time + chunk.end - half_frame:.6f}"
-        input_limit = ["-t", f"{chunk.end - chunk.start + 2 * SEEK_MARGIN_SECONDS:.3f}"]
     count = len(rungs)
     graph = [
         f"[0:v:0]{trim},setpts=PTS-STARTPTS,split={count}"
@@ -172,7 +172,7 @@ def chunk_command(
         ffmpeg_bin,
         *_QUIET,
         *("-progress", "pipe:1", "-nostats"),
-        *("-copyts", "-noaccurate_seek", "-ss", f"{seek:.3f}", *input_limit, "-i", str(source)),
+        *("-copyts", "-noaccurate_seek", "-ss", f"{seek:.3f}", "-i", str(source)),
         *("-filter_complex", ";".join(graph)),
     ]
     for i, (rendition, preset, output) in enumerate(zip(rungs, presets, outputs, strict=True)):
