@@ -88,6 +88,7 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
             interval_seconds=settings.sweep_interval_seconds,
             stuck_after_seconds=settings.stuck_after_seconds,
             max_retries=settings.stuck_max_retries,
+            transcoder_silent_after_seconds=settings.transcoder_silent_after_seconds,
             stop=stop,
         ),
         name="stuck-job-sweeper",
