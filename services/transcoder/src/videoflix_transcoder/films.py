@@ -268,6 +268,7 @@ class WaitForLowerRung(Exception):
 async def assemble_film_group(job: FilmJob, *, group: int) -> str:
     """Join the group's chunks into its rungs' HLS directories, atomically, and publish."""
     plan = job.load_plan()
+    started = time.monotonic()
     final_dir = job.settings.media_root / "hls" / str(job.video_id)
     record = EncodeResult.load(final_dir)
     if group > 0 and (record is None or record.generation != job.generation):
@@ -285,7 +286,7 @@ async def assemble_film_group(job: FilmJob, *, group: int) -> str:
             _swap_in_first_rung(job, plan, rung_dir, final_dir)
         else:
             _add_rung(plan, rung_dir, final_dir, rendition.name, job.settings.segment_seconds)
-    await job.ledger.note(assembly_part(group), 0)
+    await job.ledger.note(assembly_part(group), time.monotonic() - started)
     record = EncodeResult.load(final_dir)
     assert record is not None
     await publish_or_retry(
