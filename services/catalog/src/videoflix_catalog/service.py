@@ -537,7 +537,8 @@ def _apply_progress(video: Video, event: TranscodeProgress) -> bool:
         for rung, percent in event.renditions_percent.items():
             merged[rung] = max(merged.get(rung, 0.0), percent)
         video.renditions_progress = merged
-    video.eta_seconds = event.eta_seconds
+    if event.eta_seconds is not None:  # a chunk's own progress reports carry none
+        video.eta_seconds = event.eta_seconds
     return True
 
 

@@ -60,14 +60,17 @@ def failed_event(*, video_id: int, generation: int, reason: str) -> TranscodeFai
     )
 
 
-def rendition_ready_event(*, video_id: int, result: EncodeResult) -> TranscodeRenditionReady:
-    """The newest rung of a film's output (`result.renditions[-1]`) is in place."""
-    newest = result.renditions[-1]
+def rendition_ready_event(
+    *, video_id: int, result: EncodeResult, rendition: str
+) -> TranscodeRenditionReady:
+    """`rendition` of a film's output is in place (`result`: the output as it is now)."""
     return TranscodeRenditionReady(
-        event_id=uuid.uuid5(_EVENT_NAMESPACE, f"rendition:{video_id}:{result.generation}:{newest}"),
+        event_id=uuid.uuid5(
+            _EVENT_NAMESPACE, f"rendition:{video_id}:{result.generation}:{rendition}"
+        ),
         video_id=video_id,
         generation=result.generation,
-        rendition=newest,
+        rendition=rendition,
         renditions=result.renditions,
         duration_seconds=result.duration_seconds,
         width=result.width,

@@ -39,7 +39,7 @@ from videoflix_transcoder.chunks import (
     rung_groups,
     stream_inf_line,
 )
-from videoflix_transcoder.errors import transient
+from videoflix_transcoder.errors import TranscodeError, transient
 from videoflix_transcoder.events import (
     ProgressReporter,
     completed_event,
@@ -89,6 +89,17 @@ class FilmJob:
     pool: ArqRedis
     video_id: int
     generation: int
+    attempt: int = 1  # arq's try of this piece
+
+    def check_attempts(self) -> None:
+        """Before real work: a piece whose worker died too often fails the video. (Not at
+        the start of the job: a try that only publishes again must not count.)"""
+        if self.attempt > self.settings.max_attempts:
+            raise TranscodeError(
+                f"the worker stopped {self.attempt - 1} times in the middle of this part of "
+                "the film (killed, restarted or out of memory); giving up",
+                permanent=True,
+            )
 
     @property
     def files(self) -> FilmFiles:
@@ -170,6 +181,7 @@ async def encode_film_chunk(job: FilmJob, *, chunk_index: int, group: int) -> st
     rungs = plan.rungs(group)
     outputs = [job.files.chunk(r.name, chunk.index) for r in rungs]
     if not all(path.is_file() for path in outputs):
+        job.check_attempts()
         started = time.monotonic()
         temporary = [path.with_name(f".{path.stem}-{secrets.token_hex(4)}.mp4") for path in outputs]
         for path in outputs:
@@ -218,6 +230,7 @@ async def encode_film_audio(job: FilmJob) -> str:
     target = job.files.audio
     started = time.monotonic()
     if not target.is_file():
+        job.check_attempts()
         settings = job.settings
         temporary = target.with_name(f".audio-{secrets.token_hex(4)}.m4a")
         try:
@@ -241,20 +254,27 @@ async def encode_film_audio(job: FilmJob) -> str:
 
 
 async def _after_piece(job: FilmJob, plan: FilmPlan) -> None:
-    """Queue the assembly of every group whose pieces are all there; publish progress."""
-    ledger = await job.ledger.read()
+    await _queue_ready_assemblies(job, plan, await job.ledger.read())
+
+
+async def _queue_ready_assemblies(job: FilmJob, plan: FilmPlan, ledger: LedgerState) -> None:
+    """Queue the assembly of every group whose pieces are all there (a higher group's only
+    once the lowest rung is assembled: it adds to that output); publish progress."""
     for group in range(len(plan.groups)):
-        if ledger.group_ready(plan, group):
-            await enqueue_film_job(
-                job.pool,
-                job.settings,
-                "film_assemble",
-                job.video_id,
-                job.generation,
-                assembly_part(group),
-                first=group == 0,
-                group=group,
-            )
+        if not ledger.group_ready(plan, group) or assembly_part(group) in ledger.done:
+            continue
+        if group > 0 and assembly_part(0) not in ledger.done:
+            continue  # queued by the lowest rung's assembly when it is done
+        await enqueue_film_job(
+            job.pool,
+            job.settings,
+            "film_assemble",
+            job.video_id,
+            job.generation,
+            assembly_part(group),
+            first=group == 0,
+            group=group,
+        )
     await _publish_progress(job, plan, ledger)
 
 
@@ -275,23 +295,27 @@ async def assemble_film_group(job: FilmJob, *, group: int) -> str:
         raise WaitForLowerRung
     for rendition in plan.rungs(group):
         record = EncodeResult.load(final_dir)
+        # Already in place: assembled by an earlier try whose events did not go out.
         if (
-            record is not None
-            and record.generation == job.generation
-            and rendition.name in record.renditions
+            record is None
+            or record.generation != job.generation
+            or (rendition.name not in record.renditions)
         ):
-            continue  # assembled by an earlier try whose events did not go out
-        rung_dir = await _assemble_rung(job, plan, rendition.name)
-        if group == 0:
-            _swap_in_first_rung(job, plan, rung_dir, final_dir)
-        else:
-            _add_rung(plan, rung_dir, final_dir, rendition.name, job.settings.segment_seconds)
+            rung_dir = await _assemble_rung(job, plan, rendition.name)
+            if group == 0:
+                _swap_in_first_rung(job, plan, rung_dir, final_dir)
+            else:
+                _add_rung(plan, rung_dir, final_dir, rendition.name, job.settings.segment_seconds)
+            record = EncodeResult.load(final_dir)
+        assert record is not None
+        ready = rendition_ready_event(
+            video_id=job.video_id, result=record, rendition=rendition.name
+        )
+        await publish_or_retry(job.bus, ready, 1, job.settings)
     await job.ledger.note(assembly_part(group), time.monotonic() - started)
-    record = EncodeResult.load(final_dir)
     assert record is not None
-    await publish_or_retry(
-        job.bus, rendition_ready_event(video_id=job.video_id, result=record), 1, job.settings
-    )
+    if not record.complete:
+        await _queue_ready_assemblies(job, plan, await job.ledger.read())
     if record.complete:
         await publish_or_retry(
             job.bus, completed_event(video_id=job.video_id, result=record), 1, job.settings
@@ -301,6 +325,7 @@ async def assemble_film_group(job: FilmJob, *, group: int) -> str:
 
 
 async def _assemble_rung(job: FilmJob, plan: FilmPlan, rung: str) -> Path:
+    job.check_attempts()
     files = job.files
     output = files.root / f".{rung}-{secrets.token_hex(4)}"
     output.mkdir()

@@ -107,7 +107,7 @@ async def _run_film_piece(
     settings: TranscoderSettings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
     marks = VideoMarks(redis, settings)
-    job = FilmJob(settings, ctx["bus"], redis, video_id, generation)
+    job = FilmJob(settings, ctx["bus"], redis, video_id, generation, attempt=ctx["job_try"])
     outcome = JobOutcome(ctx["bus"], marks, settings, video_id, generation, ctx["job_try"])
     async with _leased(ctx):
         skip = await reason_to_skip(marks, video_id, generation, None)
@@ -118,9 +118,10 @@ async def _run_film_piece(
                 shutil.rmtree(job.files.root, ignore_errors=True)
             return f"skipped: {skip}"
         try:
-            if ctx["job_try"] > settings.max_attempts:
-                return await outcome.give_up()
             done = await unless_stale(marks, video_id, generation, piece(job))
+            if await marks.is_deleted(video_id):  # deleted while an assembly swapped in
+                shutil.rmtree(settings.media_root / "hls" / str(video_id), ignore_errors=True)
+                shutil.rmtree(job.files.root, ignore_errors=True)
             return done if done is not None else "skipped: deleted or re-transcoded meanwhile"
         except WaitForLowerRung:
             raise Retry(defer=timedelta(seconds=ASSEMBLY_WAIT_SECONDS)) from None
