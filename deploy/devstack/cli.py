@@ -32,7 +32,7 @@ from deploy.devstack.supervise import (
 )
 from deploy.devstack.system import ensure_tools, port_open
 from videoflix_shared.access import render_nats_authorization
-from videoflix_testing.processes import pid_alive, wait_gone
+from videoflix_shared.processes import pid_alive, wait_gone
 
 DOWN_TIMEOUT = 40  # seconds `down` waits for the launcher to stop everything
 

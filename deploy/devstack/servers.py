@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from deploy import privileges
 from deploy.devstack.config import SECURED_NATS_OFFSET, log, setting
 from deploy.devstack.system import ensure_binary, port_open, wait_port
-from videoflix_testing.processes import stop_pid
+from videoflix_shared.processes import stop_pid
 
 PRIVATE_PG_HBA = """# written by deploy/devstack at every start of make up's private PostgreSQL
 local all all trust

@@ -12,7 +12,7 @@ from pathlib import Path
 from deploy import privileges
 from deploy.devstack.config import MIGRATIONS, PROCESSES, ROOT, log
 from gateway.generate import load_routes, render_caddyfile
-from videoflix_testing.processes import stop_process
+from videoflix_shared.processes import stop_process
 
 HONCHO_STOP_TIMEOUT = 20  # seconds the processes get to stop cleanly before SIGKILL
 HEALTH_TIMEOUT = 90  # seconds from honcho's start until every process is healthy

@@ -27,7 +27,7 @@ from videoflix_shared.access import BY_NAME, PRINCIPALS
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import UserRegistered
 from videoflix_testing.plugin import POSTGRES_URL, free_port, wait_until
-from videoflix_testing.processes import stop_process
+from videoflix_shared.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

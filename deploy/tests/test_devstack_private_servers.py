@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from deploy.tests.conftest import ClosedPorts
-from videoflix_testing.processes import stop_pid
+from videoflix_shared.processes import stop_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.generate import NOT_FOUND_PATH, load_routes, render_caddyfile
 from videoflix_testing.plugin import ServerThread
-from videoflix_testing.processes import stop_process
+from videoflix_shared.processes import stop_process
 
 pytestmark = pytest.mark.skipif(
     shutil.which("caddy") is None, reason="caddy is not installed (make install)"

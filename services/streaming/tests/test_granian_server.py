@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from videoflix_testing.plugin import free_port, wait_until
-from videoflix_testing.processes import stop_process
+from videoflix_shared.processes import stop_process
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 

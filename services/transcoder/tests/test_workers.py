@@ -22,7 +22,7 @@ from videoflix_shared.events import (
     VideoUploaded,
 )
 from videoflix_testing.plugin import free_port, wait_until, wait_until_async
-from videoflix_testing.processes import stop_processes
+from videoflix_shared.processes import stop_processes
 from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.service import delete_video_media

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -239,7 +238,7 @@ class EventBus:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=1)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats' own, or asyncio's when the loop is slow
                 continue
             except Exception as exc:  # disconnected, stream recreated...: back off and retry
                 logger.warning("fetch from %s/%s failed: %s", stream, durable, exc)
