@@ -21,8 +21,8 @@ from videoflix_shared.events import (
     TranscodeProgress,
     VideoUploaded,
 )
-from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 from videoflix_shared.processes import stop_processes
+from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.service import delete_video_media
@@ -220,6 +220,18 @@ FILM_ENV = {
 }
 
 
+async def queue_film(
+    settings: TranscoderSettings, arq_pool: ArqRedis, make_clip: Callable[..., Path], video_id: int
+) -> CatalogEventHandler:
+    """Upload a 30 s 720p clip (a film of five chunks here) and queue it as the dispatcher does."""
+    source_path = place_upload(
+        settings.media_root, video_id, make_clip("film30.mp4", size="1280x720", seconds=30)
+    )
+    handler = CatalogEventHandler(settings=settings, pool=arq_pool)
+    await handler.enqueue_transcode(VideoUploaded(video_id=video_id, source_path=source_path))
+    return handler
+
+
 async def running_chunk(
     arq_pool: ArqRedis, settings: TranscoderSettings, video_id: int
 ) -> str | None:
@@ -244,12 +256,7 @@ async def test_worker_killed_mid_chunk_costs_only_that_chunk(
     settings = make_settings(REDIS_KEY_PREFIX=prefix, **FILM_ENV)
     env = {**FILM_ENV, "TRANSCODER_X264_PRESET": "medium"}  # slow: the kill lands mid-chunk
     worker = spawn("worker", redis_prefix=prefix, **env)
-    source_path = place_upload(
-        settings.media_root, video_id, make_clip("film30.mp4", size="1280x720", seconds=30)
-    )
-    await CatalogEventHandler(settings=settings, pool=arq_pool).enqueue_transcode(
-        VideoUploaded(video_id=video_id, source_path=source_path)
-    )
+    await queue_film(settings, arq_pool, make_clip, video_id)
     work = settings.media_root / "hls" / f".film-{video_id}-1"
 
     async def a_later_chunk_running() -> str | None:
@@ -297,11 +304,7 @@ async def test_deleting_a_film_mid_chunk_cancels_its_remaining_jobs(
     prefix = f"{redis_prefix}filmdel:"
     settings = make_settings(REDIS_KEY_PREFIX=prefix, **FILM_ENV)
     spawn("worker", redis_prefix=prefix, **FILM_ENV, TRANSCODER_X264_PRESET="medium")
-    source_path = place_upload(
-        settings.media_root, video_id, make_clip("film30.mp4", size="1280x720", seconds=30)
-    )
-    handler = CatalogEventHandler(settings=settings, pool=arq_pool)
-    await handler.enqueue_transcode(VideoUploaded(video_id=video_id, source_path=source_path))
+    handler = await queue_film(settings, arq_pool, make_clip, video_id)
     await wait_until_async(
         lambda: running_chunk(arq_pool, settings, video_id), timeout=120, what="chunk running"
     )
