@@ -38,6 +38,7 @@ from pathlib import Path
 
 import psutil
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import Job
 from harness import Hermetic, running, service_binary
 
 from videoflix_shared.bus import EventBus
@@ -279,12 +280,15 @@ async def piece_times(hermetic: Hermetic, work: Path, video_id: int) -> Pieces:
     pool: ArqRedis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
     try:
         state = await FilmLedger(pool, settings, video_id, 1).read()
+        first_job = transcode_job_id(settings, video_id, 1)
+        planned = await Job(first_job, pool, _queue_name=settings.queue_name).result_info()
     finally:
         await pool.aclose()
+    plan_seconds = (planned.finish_time - planned.start_time).total_seconds() if planned else 0
     done = state.done
     chunks = sorted({int(k.split(":")[1]) for k in done if k.startswith("chunk:")})
     return Pieces(
-        plan_seconds=5.0,
+        plan_seconds=plan_seconds,  # probe, thumbnail, content check, queuing
         audio=done.get("audio", 0.0),
         first=[done.get(f"chunk:{i}:g0", 0.0) for i in chunks],
         rest=[done.get(f"chunk:{i}:g1", 0.0) for i in chunks],
