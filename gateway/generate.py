@@ -34,6 +34,16 @@ FALLBACK_MIDDLEWARE = "fallback-not-found"
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a route lets through: `max_body` bytes of request body at the gateway (0: no cap
+    there, the service enforces its own while streaming), and `upstream_timeout` seconds to
+    wait for the service's response headers once the request is forwarded."""
+
+    max_body: int
+    upstream_timeout: int
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     service: str
@@ -41,6 +51,7 @@ class Route:
     prefixes: tuple[str, ...] = ()
     regex: str | None = None
     strip_prefix: str | None = None
+    limits: Limits = Limits(max_body=0, upstream_timeout=60)
 
     @property
     def exact_paths(self) -> tuple[str, ...]:
@@ -58,6 +69,7 @@ class RouteTable:
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     fallback: str = ""
+    defaults: Limits = Limits(max_body=0, upstream_timeout=60)  # [defaults]; the fallback's
 
     def native_upstream(self, service: str, port_base: int) -> str:
         return f"127.0.0.1:{port_base + int(self.services[service]['port_offset'])}"
@@ -68,6 +80,10 @@ class RouteTable:
 
 def load_routes(path: Path = ROUTES_FILE) -> RouteTable:
     data = tomllib.loads(path.read_text())
+    defaults = Limits(
+        max_body=int(data["defaults"]["max_body"]),
+        upstream_timeout=int(data["defaults"]["upstream_timeout"]),
+    )
     routes = tuple(
         Route(
             name=r["name"],
@@ -76,10 +92,16 @@ def load_routes(path: Path = ROUTES_FILE) -> RouteTable:
             prefixes=tuple(r.get("prefixes", ())),
             regex=r.get("regex"),
             strip_prefix=r.get("strip_prefix"),
+            limits=Limits(
+                max_body=int(r.get("max_body", defaults.max_body)),
+                upstream_timeout=int(r.get("upstream_timeout", defaults.upstream_timeout)),
+            ),
         )
         for r in data["routes"]
     )
-    table = RouteTable(services=data["services"], routes=routes, fallback=data["fallback"])
+    table = RouteTable(
+        services=data["services"], routes=routes, fallback=data["fallback"], defaults=defaults
+    )
     for r in routes:
         if r.service not in table.services:
             raise ValueError(f"route {r.name} names unknown service {r.service}")
@@ -109,22 +131,45 @@ def render_caddyfile(table: RouteTable, *, port_base: int = 8000, listen: str | 
             out.append(f"\thandle @{r.name}-{i} {{")
             if r.strip_prefix:
                 out.append(f"\t\turi strip_prefix {r.strip_prefix}")
-            out.append(f"\t\treverse_proxy {table.native_upstream(r.service, port_base)}")
+            out += _caddy_proxy(table.native_upstream(r.service, port_base), r.limits)
             out.append("\t}")
     out += [
         "\thandle {",
         f"\t\trewrite * {NOT_FOUND_PATH}",
-        f"\t\treverse_proxy {table.native_upstream(table.fallback, port_base)}",
+        *_caddy_proxy(table.native_upstream(table.fallback, port_base), table.defaults),
         "\t}",
         "",
         "\thandle_errors {",
         "\t\theader Content-Type application/json",
-        '\t\trespond `{"detail": "The service behind this path is unavailable, try again shortly."}` {err.status_code}',
+        # Caddy 2.6 answers a body over `max_size` with 502 (its reverse proxy fails to read
+        # the body); later versions with 413. Both become the JSON 413 here.
+        '\t\t@too_large expression `{err.status_code} == 413 || {err.message}.contains("request body too large")`',
+        "\t\thandle @too_large {",
+        '\t\t\trespond `{"detail": "Request body too large for this path."}` 413',
+        "\t\t}",
+        "\t\thandle {",
+        '\t\t\trespond `{"detail": "The service behind this path is unavailable, try again shortly."}` {err.status_code}',
+        "\t\t}",
         "\t}",
         "}",
         "",
     ]
     return "\n".join(out)
+
+
+def _caddy_proxy(upstream: str, limits: Limits) -> list[str]:
+    """A handle block's body cap and reverse proxy with its response-header timeout."""
+    out = []
+    if limits.max_body:
+        out += ["\t\trequest_body {", f"\t\t\tmax_size {limits.max_body}", "\t\t}"]
+    out += [
+        f"\t\treverse_proxy {upstream} {{",
+        "\t\t\ttransport http {",
+        f"\t\t\t\tresponse_header_timeout {limits.upstream_timeout}s",
+        "\t\t\t}",
+        "\t\t}",
+    ]
+    return out
 
 
 def _yaml(value: str | int) -> str:
@@ -159,28 +204,88 @@ def traefik_priorities(table: RouteTable) -> dict[str, int]:
     return {r.name: 10 * (count - i) for i, r in enumerate(table.routes)}
 
 
+def traefik_service_name(table: RouteTable, service: str, limits: Limits) -> str:
+    """Traefik sets the response-header timeout per service (its servers transport), so a
+    route with its own timeout gets a service of its own, with the same server."""
+    if limits.upstream_timeout == table.defaults.upstream_timeout:
+        return service
+    return f"{service}-{limits.upstream_timeout}s"
+
+
+def traefik_transport_name(timeout: int) -> str:
+    return f"upstream-{timeout}s"
+
+
+def _traefik_route_middlewares(route: Route) -> tuple[list[str], list[str]]:
+    """The route's middleware names and their definitions (YAML lines)."""
+    names: list[str] = []
+    lines: list[str] = []
+    if route.strip_prefix:
+        names.append(f"{route.name}-strip-prefix")
+        lines += [
+            f"    {names[-1]}:",
+            "      stripPrefix:",
+            f"        prefixes: {_yaml_list([route.strip_prefix])}",
+        ]
+    if route.limits.max_body:
+        # Traefik caps a body only by buffering it (in memory up to 1 MiB, then on disk):
+        # fine for JSON and for tus chunks, which is why whole-file uploads have no cap.
+        names.append(f"{route.name}-body-limit")
+        lines += [
+            f"    {names[-1]}:",
+            "      buffering:",
+            f"        maxRequestBodyBytes: {route.limits.max_body}",
+        ]
+    return names, lines
+
+
+def _traefik_services(table: RouteTable, services: dict[str, tuple[str, int]]) -> list[str]:
+    """`services` (Traefik name -> table service, timeout) and their servers transports."""
+    for name in table.services:  # every table service is reachable under its own name
+        services.setdefault(name, (name, table.defaults.upstream_timeout))
+    out = ["  services:"]
+    for name, (service, timeout) in services.items():
+        out += [
+            f"    {name}:",
+            "      loadBalancer:",
+            f"        serversTransport: {_yaml(traefik_transport_name(timeout))}",
+            "        servers:",
+            f"          - url: {_yaml(table.container_upstream(service))}",
+        ]
+    out.append("  serversTransports:")
+    for timeout in sorted({t for _, t in services.values()}):
+        out += [
+            f"    {traefik_transport_name(timeout)}:",
+            "      forwardingTimeouts:",
+            f"        responseHeaderTimeout: {_yaml(f'{timeout}s')}",
+        ]
+    return out
+
+
 def render_traefik_dynamic(table: RouteTable) -> str:
     if any(r.name == FALLBACK_ROUTER for r in table.routes):
         raise ValueError(f"the route name {FALLBACK_ROUTER!r} is reserved for the catch-all router")
     priorities = traefik_priorities(table)
     routers = ["  routers:"]
     middlewares = []
+    # Traefik service name -> (table service, timeout), in order of first use
+    services: dict[str, tuple[str, int]] = {}
     for r in table.routes:
+        service = traefik_service_name(table, r.service, r.limits)
+        services.setdefault(service, (r.service, r.limits.upstream_timeout))
         routers += [
             f"    {r.name}:",
             f"      entryPoints: {_yaml_list([TRAEFIK_ENTRYPOINT])}",
             f"      rule: {_yaml(traefik_rule(r))}",
             f"      priority: {priorities[r.name]}",
-            f"      service: {_yaml(r.service)}",
+            f"      service: {_yaml(service)}",
         ]
-        if r.strip_prefix:
-            middleware = f"{r.name}-strip-prefix"
-            routers.append(f"      middlewares: {_yaml_list([middleware])}")
-            middlewares += [
-                f"    {middleware}:",
-                "      stripPrefix:",
-                f"        prefixes: {_yaml_list([r.strip_prefix])}",
-            ]
+        names, definitions = _traefik_route_middlewares(r)
+        middlewares += definitions
+        if names:
+            routers.append(f"      middlewares: {_yaml_list(names)}")
+    fallback = traefik_service_name(table, table.fallback, table.defaults)
+    services.setdefault(fallback, (table.fallback, table.defaults.upstream_timeout))
     routers += [
         "    # Everything else goes to the fallback service on one path its app answers with a",
         "    # JSON 404 (Traefik's own 404 page is plain text; the original path could name one",
@@ -190,30 +295,24 @@ def render_traefik_dynamic(table: RouteTable) -> str:
         f"      rule: {_yaml('PathPrefix(`/`)')}",
         f"      priority: {FALLBACK_PRIORITY}",
         f"      middlewares: {_yaml_list([FALLBACK_MIDDLEWARE])}",
-        f"      service: {_yaml(table.fallback)}",
+        f"      service: {_yaml(fallback)}",
     ]
     middlewares += [
         f"    {FALLBACK_MIDDLEWARE}:",
         "      replacePath:",
         f"        path: {_yaml(NOT_FOUND_PATH)}",
     ]
-    services = ["  services:"]
-    for name in table.services:
-        services += [
-            f"    {name}:",
-            "      loadBalancer:",
-            "        servers:",
-            f"          - url: {_yaml(table.container_upstream(name))}",
-        ]
     out = [
         "# Generated from gateway/routes.toml by `python -m gateway.generate traefik`; do not edit.",
         "# Traefik v3 dynamic configuration (file provider) for docker compose. Routers carry",
         "# explicit priorities so the table's first-match order holds.",
         "http:",
         *routers,
+        "  middlewares:",
+        *middlewares,
+        *_traefik_services(table, services),
+        "",
     ]
-    out += ["  middlewares:", *middlewares]
-    out += [*services, ""]
     text = "\n".join(out)
     if "{{" in text:  # Traefik runs every dynamic file through Go templating first
         raise ValueError("a route contains '{{', which Traefik would read as a template action")

@@ -26,8 +26,8 @@ from deploy.tests.test_env_example import settings_env_names
 from videoflix_shared.access import BY_NAME, PRINCIPALS
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import UserRegistered
-from videoflix_testing.plugin import POSTGRES_URL, free_port, wait_until
 from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import POSTGRES_URL, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

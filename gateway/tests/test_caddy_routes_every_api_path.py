@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from gateway.generate import NOT_FOUND_PATH, load_routes, render_caddyfile
-from videoflix_testing.plugin import ServerThread
 from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import ServerThread
 
 pytestmark = pytest.mark.skipif(
     shutil.which("caddy") is None, reason="caddy is not installed (make install)"
@@ -87,10 +87,19 @@ def _free_block(size: int) -> int:
 
 
 def _echo_app(service: str):
-    async def app(scope, _receive, send):
+    async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        body = json.dumps({"service": service, "path": scope["path"]}).encode()
+        received = 0  # read the whole body, as the services do, so the proxy's cap applies
+        while True:
+            message = await receive()
+            received += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        reply = {"service": service, "path": scope["path"]}
+        if received:
+            reply["received"] = received
+        body = json.dumps(reply).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -194,3 +203,36 @@ def test_committed_caddyfile_matches_the_route_table():
     assert committed == render_caddyfile(load_routes()), (
         "run `make routes` after editing routes.toml"
     )
+
+
+# (path, body size, status): the caps of gateway/routes.toml, enforced by Caddy
+BODY_LIMITS = [
+    ("/api/login/", 1024 * 1024, 200),
+    ("/api/login/", 1024 * 1024 + 1, 413),
+    ("/api/admin/videos/", 1024 * 1024 + 1, 413),
+    # a tus chunk of the admin page (50 MB) passes; a bigger one is refused
+    ("/api/admin/uploads/0123abcd/", 50_000_000, 200),
+    ("/api/admin/uploads/0123abcd/", 64 * 1024 * 1024 + 1, 413),
+    # the single-request upload is capped by catalog (CATALOG_MAX_UPLOAD_BYTES), not here
+    ("/api/admin/videos/upload/", 80 * 1024 * 1024, 200),
+]
+
+
+@pytest.mark.parametrize(("path", "size", "status"), BODY_LIMITS)
+def test_request_bodies_are_capped_per_route(gateway, path, size, status):
+    url = gateway[0]
+
+    def body():
+        sent = 0
+        while sent < size:
+            piece = min(1024 * 1024, size - sent)
+            sent += piece
+            yield b"x" * piece
+
+    r = httpx.patch(url + path, content=body(), headers={"Content-Length": str(size)}, timeout=60)
+    assert r.status_code == status, r.text[:200]
+    assert r.headers["content-type"].startswith("application/json")
+    if status == 200:
+        assert r.json()["received"] == size
+    else:
+        assert "too large" in r.json()["detail"]

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from gateway.generate import (
     load_routes,
     main,
     render_traefik_dynamic,
+    traefik_service_name,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +59,18 @@ def _service_by_native_upstream(upstream: str) -> str:
     return matches[0]
 
 
+def _block_lines(lines: Iterator[str]) -> list[str]:
+    """The stripped lines of a block whose opening line was just read, nested ones included."""
+    inside, depth = [], 1
+    for line in lines:
+        line = line.strip()
+        depth += line.endswith("{") - (line == "}")
+        if depth == 0:
+            break
+        inside.append(line)
+    return inside
+
+
 def parse_caddyfile(text: str) -> tuple[list[ParsedRoute], str]:
     """The Caddyfile's routes in order (a route's matcher blocks merged) and its fallback."""
     matchers: dict[str, set[tuple[str, str]]] = {}
@@ -72,17 +86,16 @@ def parse_caddyfile(text: str) -> tuple[list[ParsedRoute], str]:
             )
         elif m := re.fullmatch(r"@(\S+)-\d+ path_regexp (\S+)", line):
             matchers.setdefault(m[1], set()).add(("regex", m[2]))
+        elif line == "handle_errors {":  # the error pages: no routing in there
+            _block_lines(lines)
         elif m := re.fullmatch(r"handle(?: @(\S+)-\d+)? \{", line):
             strip, upstream, rewrite = None, None, None
-            for inner in lines:
-                inner = inner.strip()
-                if inner == "}":
-                    break
+            for inner in _block_lines(lines):
                 if s := re.fullmatch(r"uri strip_prefix (\S+)", inner):
                     strip = s[1]
                 elif r := re.fullmatch(r"rewrite \* (\S+)", inner):
                     rewrite = r[1]
-                elif u := re.fullmatch(r"reverse_proxy (\S+)", inner):
+                elif u := re.fullmatch(r"reverse_proxy (\S+)(?: \{)?", inner):
                     upstream = u[1]
             assert upstream, f"handle block without reverse_proxy: {line}"
             service = _service_by_native_upstream(upstream)
@@ -343,3 +356,61 @@ def test_dynamic_configs_validate_against_traefik_v3_file_provider_schema():
     check_jsonschema(
         "traefik-v3-file-provider.json", *sorted((TRAEFIK_DIR / "dynamic").glob("*.yml"))
     )
+
+
+# --- limits: body caps and upstream timeouts per route -------------------------------------
+
+
+def caddy_limits(text: str) -> dict[str, tuple[int, int]]:
+    """(max body, response-header timeout) per route of the Caddyfile (0: no body cap)."""
+    limits: dict[str, tuple[int, int]] = {}
+    route, body = None, 0
+    for line in (raw.strip() for raw in text.splitlines()):
+        if m := re.fullmatch(r"handle @(\S+)-\d+ \{", line):
+            route, body = m[1], 0
+        elif m := re.fullmatch(r"max_size (\d+)", line):
+            body = int(m[1])
+        elif (m := re.fullmatch(r"response_header_timeout (\d+)s", line)) and route:
+            assert limits.setdefault(route, (body, int(m[1]))) == (body, int(m[1]))
+            route = None
+    return limits
+
+
+def traefik_limits(dynamic: dict) -> dict[str, tuple[int, int]]:
+    http = dynamic["http"]
+    limits = {}
+    for name, router in http["routers"].items():
+        if name == "fallback":
+            continue
+        caps = [
+            http["middlewares"][mw]["buffering"]["maxRequestBodyBytes"]
+            for mw in router.get("middlewares", [])
+            if "buffering" in http["middlewares"][mw]
+        ]
+        transport = http["services"][router["service"]]["loadBalancer"]["serversTransport"]
+        timeout = http["serversTransports"][transport]["forwardingTimeouts"]
+        limits[name] = (caps[0] if caps else 0, int(timeout["responseHeaderTimeout"][:-1]))
+    return limits
+
+
+def test_both_gateways_apply_each_routes_limits():
+    expected = {r.name: (r.limits.max_body, r.limits.upstream_timeout) for r in TABLE.routes}
+    assert caddy_limits(CADDYFILE.read_text()) == expected
+    assert traefik_limits(committed_dynamic()) == expected
+
+
+def test_long_waits_and_uncapped_bodies_only_where_uploads_go():
+    uploads = {"catalog-resumable-uploads", "catalog-single-request-upload"}
+    for route in TABLE.routes:
+        if route.name in uploads:
+            assert route.limits.upstream_timeout > TABLE.defaults.upstream_timeout
+        else:
+            assert route.limits.upstream_timeout <= TABLE.defaults.upstream_timeout, route.name
+            # uncapped elsewhere only for GET-only media (Traefik's cap buffers responses too)
+            assert route.limits.max_body or route.name == "streaming-media", route.name
+    tus = next(r for r in TABLE.routes if r.name == "catalog-resumable-uploads")
+    assert 50_000_000 <= tus.limits.max_body <= 64 * 1024 * 1024, "fits the page's 50 MB chunks"
+    service = traefik_service_name(TABLE, "catalog", tus.limits)
+    assert route_like_traefik(committed_dynamic(), "/api/admin/uploads/abc/")[0] == service
+    router = committed_dynamic()["http"]["routers"]["catalog-single-request-upload"]
+    assert "middlewares" not in router, "a whole-film upload must never be buffered by Traefik"

@@ -20,9 +20,9 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from videoflix_shared.db import drop_database
+from videoflix_shared.processes import stop_process
 from videoflix_testing.cleanup import delete_nats_streams, delete_redis_keys
 from videoflix_testing.plugin import NATS_URL, POSTGRES_URL, REDIS_URL
-from videoflix_shared.processes import stop_process
 
 STOP_TIMEOUT = 20  # a service under load may take a while to finish its requests
 

@@ -23,9 +23,9 @@ import redis.asyncio as aioredis
 
 from videoflix_auth.app import create_app
 from videoflix_shared.bus import EventBus
+from videoflix_shared.processes import stop_processes
 from videoflix_shared.sealing import MissingMailTokenKey
 from videoflix_testing.plugin import free_port, wait_until, wait_until_async
-from videoflix_shared.processes import stop_processes
 
 from .conftest import raw_stream_messages, running
 

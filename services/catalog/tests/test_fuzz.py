@@ -37,6 +37,14 @@ schema = schemathesis.from_pytest_fixture("catalog_openapi")
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_fuzzed_admin_requests_never_get_a_server_error(case, fuzz_client):
+    if case.method == "HEAD":
+        # A HEAD answer has no body, but the test client keeps the Content-Length of the one
+        # a GET would get, and reading it fails: check the status only (tus's HEAD).
+        response = fuzz_client.head(
+            case.formatted_path, headers=case.headers, params=case.query, stream=True
+        )
+        assert response.status_code < 500, response.status_code
+        return
     # 204 (a delete) has no body; the admin page's HTML answers only GET /admin/
     send_and_check(
         case, fuzz_client, empty_ok=True, content_types=("application/json", "text/html")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from videoflix_testing.plugin import free_port, wait_until_async
 from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import free_port, wait_until_async
 
 from .conftest import user_registered, wait_for_messages, wait_until_consumer_idle
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from videoflix_testing.plugin import free_port, wait_until
 from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import free_port, wait_until
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from videoflix_testing.plugin import free_port
 from videoflix_shared.processes import stop_process
+from videoflix_testing.plugin import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"

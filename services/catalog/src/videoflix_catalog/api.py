@@ -31,6 +31,8 @@ from videoflix_shared.security import Admin, Authenticated
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 UPLOAD_PATH = "/api/admin/videos/upload/"
+TUS_PATH = "/api/admin/uploads/"  # resumable uploads (tus.py)
+TUS_CHUNK_BYTES = 50_000_000  # the admin page's chunk per request (the gateways allow 64 MiB)
 
 VideoId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 CategoryId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
@@ -266,4 +268,5 @@ async def delete_category(category_id: CategoryId, _: Admin, session: Session) -
 
 @page.get("/admin/", response_class=HTMLResponse, summary="The admin web page")
 async def admin_page(request: Request) -> HTMLResponse:
-    return TEMPLATES.TemplateResponse(request, "admin.html", {"upload_path": UPLOAD_PATH})
+    context = {"upload_path": UPLOAD_PATH, "tus_path": TUS_PATH, "chunk_size": TUS_CHUNK_BYTES}
+    return TEMPLATES.TemplateResponse(request, "admin.html", context)

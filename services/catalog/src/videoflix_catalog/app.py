@@ -1,10 +1,11 @@
 """Catalog service: the app factory and its lifespan.
 
 The lifespan creates the database engine, Redis, the token verifier, the event bus, the
-outbox relay, the transcoder-event consumer, the stuck-job sweeper and the start-up
-announcement of every video's playback state, and keeps them on `app.state`. The service
-starts and serves while NATS is down: the bus connects in the background, the relay keeps
-outbox rows until it can publish, and the consumer waits.
+outbox relay, the transcoder-event consumer, the stuck-job sweeper, the cleanup loop of
+abandoned upload bytes and the start-up announcement of every video's playback state, and
+keeps them on `app.state`. The service starts and serves while NATS is down: the bus
+connects in the background, the relay keeps outbox rows until it can publish, and the
+consumer waits. Resumable (tus) uploads are wired in by tus.py.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from videoflix_catalog.api import UPLOAD_PATH, admin, page, public
+from videoflix_catalog.api import TUS_PATH, UPLOAD_PATH, admin, page, public
 from videoflix_catalog.events import (
     TranscoderEventHandler,
     announce_access_on_start,
@@ -26,6 +28,8 @@ from videoflix_catalog.events import (
 )
 from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.settings import CatalogSettings
+from videoflix_catalog.tus import install_tus
+from videoflix_catalog.tus_store import run_upload_sweeper
 from videoflix_shared.app import create_service_app, register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.db import check_database, create_engine, create_session_factory
@@ -95,6 +99,16 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
         cancel_on_exit=False,
     )
     resources.start_task(
+        run_upload_sweeper(
+            app.state.tus_store,
+            interval_seconds=settings.upload_sweep_interval_seconds,
+            grace=timedelta(seconds=settings.upload_leftover_grace_seconds),
+            stop=stop,
+        ),
+        name="upload-sweeper",
+        cancel_on_exit=False,
+    )
+    resources.start_task(
         announce_access_on_start(session_factory, bus, stop, app.state.access_backfilled),
         name="announce-access",
         cancel_on_exit=False,
@@ -118,8 +132,9 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[public, admin, page],
         lifespan=lifespan,
-        # The upload streams its body and enforces CATALOG_MAX_UPLOAD_BYTES itself.
-        body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"),),
+        # The uploads stream their bodies and enforce CATALOG_MAX_UPLOAD_BYTES themselves.
+        body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"), TUS_PATH.rstrip("/")),
     )
+    install_tus(app, settings)
     app.mount("/admin/static", StaticFiles(directory=STATIC_DIR), name="admin-static")
     return app

@@ -32,3 +32,13 @@ class CatalogSettings(CommonSettings):
         120.0, gt=0, alias="CATALOG_TRANSCODER_SILENT_AFTER_SECONDS"
     )
     sweep_interval_seconds: float = Field(60.0, gt=0, alias="CATALOG_SWEEP_INTERVAL_SECONDS")
+    # Resumable (tus) uploads: an unfinished one is deleted this long after its last chunk.
+    tus_expiry_seconds: float = Field(24 * 3600.0, gt=0, alias="CATALOG_TUS_EXPIRY_SECONDS")
+    # The upload cleanup loop: how often it runs, and how long a temporary upload file
+    # (a crashed single-request upload's .incoming/*.part) stays unwritten before it goes.
+    upload_sweep_interval_seconds: float = Field(
+        300.0, gt=0, alias="CATALOG_UPLOAD_SWEEP_INTERVAL_SECONDS"
+    )
+    upload_leftover_grace_seconds: float = Field(
+        3600.0, gt=0, alias="CATALOG_UPLOAD_LEFTOVER_GRACE_SECONDS"
+    )

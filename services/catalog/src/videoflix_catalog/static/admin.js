@@ -1,4 +1,4 @@
-// Videoflix admin page: sign in through the auth API, upload with progress, and manage
+// Videoflix admin page: sign in through the auth API, upload resumably (tus) with progress, and manage
 // videos and categories through the catalog admin API. Plain JavaScript, no build step.
 "use strict";
 
@@ -81,6 +81,7 @@ async function showAdmin() {
   } catch { /* the page works without the auth service's user endpoint */ }
   await loadCategories();
   await loadVideos();
+  await loadUnfinished().catch(() => {});
   startPolling();
 }
 
@@ -114,61 +115,215 @@ $("logout-button").addEventListener("click", async () => {
   showLogin("You are signed out.");
 });
 
-// -- upload --------------------------------------------------------------------------------
+// -- upload (tus: resumable, in chunks) ----------------------------------------------------
+// tus-js-client (vendored, static/vendor/tus.min.js) sends the file in chunks of at most
+// 50 MB to the catalog's tus endpoint. It retries lost chunks by itself, and remembers each
+// upload's URL in localStorage (keyed by the file's name, type, size and date), so choosing
+// the same file after a page reload continues where the server says the upload stands.
 
-$("upload-form").addEventListener("submit", (event) => {
+const TUS_PATH = document.body.dataset.tusPath;
+const MAX_CHUNK_BYTES = 50_000_000;
+let currentUpload = null;
+
+// A smaller chunk for tests and slow links: /admin/?chunk_size=<bytes> (never above 50 MB).
+function chunkSize() {
+  const asked = Number(new URLSearchParams(location.search).get("chunk_size"));
+  const configured = Number(document.body.dataset.chunkSize) || MAX_CHUNK_BYTES;
+  return Math.min(asked > 0 ? asked : configured, MAX_CHUNK_BYTES);
+}
+
+function formatBytes(n) {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function formatDuration(seconds) {
+  if (!isFinite(seconds) || seconds < 0) return "…";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+// Speed over the last ~5 seconds of this page's sending (not since the upload began).
+class Speedometer {
+  constructor() { this.samples = []; }
+  add(bytes) {
+    const now = performance.now();
+    this.samples.push([now, bytes]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > 5000) this.samples.shift();
+  }
+  bytesPerSecond() {
+    if (this.samples.length < 2) return 0;
+    const [t0, b0] = this.samples[0];
+    const [t1, b1] = this.samples[this.samples.length - 1];
+    return t1 > t0 ? ((b1 - b0) * 1000) / (t1 - t0) : 0;
+  }
+}
+
+function tusErrorText(error) {
+  const response = error && error.originalResponse;
+  if (response) {
+    let body = null;
+    try { body = JSON.parse(response.getBody()); } catch { /* not JSON */ }
+    return errorText(body, `Upload failed (${response.getStatus()}).`);
+  }
+  return "Upload interrupted: the connection was lost. Press Resume, or choose the file again later.";
+}
+
+function setUploadButtons(state) {
+  // state: "idle" | "running" | "paused"
+  $("upload-submit").disabled = state !== "idle";
+  $("upload-pause").hidden = state !== "running";
+  $("upload-resume").hidden = state !== "paused";
+}
+
+function showProgress(sent, total, speedometer) {
+  const percent = total ? Math.floor((sent / total) * 100) : 0;
+  const progress = $("upload-progress");
+  progress.hidden = false;
+  progress.value = percent;
+  $("upload-percent").textContent = percent + "%";
+  speedometer.add(sent);
+  const speed = speedometer.bytesPerSecond();
+  const eta = speed > 0 ? (total - sent) / speed : NaN;
+  $("upload-stats").textContent = `${formatBytes(sent)} of ${formatBytes(total)} · `
+    + `${speed > 0 ? formatBytes(speed) + "/s" : "…"} · ${formatDuration(eta)} left`;
+}
+
+function finishUpload(text, isError) {
+  setUploadButtons(isError && currentUpload && currentUpload.url ? "paused" : "idle");
+  $("upload-message").textContent = text;
+  toast(text, isError);
+  loadUnfinished().catch(() => {});
+}
+
+function makeUpload(file) {
+  const speedometer = new Speedometer();
+  const upload = new tus.Upload(file, {
+    endpoint: TUS_PATH,
+    chunkSize: chunkSize(),
+    retryDelays: [1000, 3000, 5000, 10000, 20000, 30000],
+    storeFingerprintForResuming: true,
+    removeFingerprintOnSuccess: true,
+    metadata: {
+      title: $("upload-title").value,
+      description: $("upload-description").value,
+      category: $("upload-category").value,
+      publish_when_ready: $("upload-publish").checked ? "true" : "false",
+      filename: file.name,
+      filetype: file.type || "application/octet-stream",
+    },
+    onBeforeRequest(request) {
+      request.getUnderlyingObject().withCredentials = true;
+      request.setHeader("X-CSRFToken", cookie("csrftoken")); // read fresh: a refresh may rotate it
+    },
+    onShouldRetry(error, attempt, options) {
+      const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+      if (status === 401) {
+        // The access token ran out during a long upload: refresh it, then retry the chunk.
+        refreshSession().catch(() => false);
+        return attempt < 2;
+      }
+      return !status || status === 409 || status === 423 || status >= 500;
+    },
+    onProgress(sent, total) { showProgress(sent, total, speedometer); },
+    onSuccess(payload) {
+      const response = payload && payload.lastResponse;
+      const videoId = response ? response.getHeader("Video-Id") : null;
+      $("upload-form").reset();
+      selectFirstCategory();
+      $("upload-progress").value = 100;
+      $("upload-percent").textContent = "100%";
+      currentUpload = null;
+      finishUpload(`“${file.name}” uploaded${videoId ? ` (video ${videoId})` : ""}. `
+        + "Transcoding has started; watch its status below.", false);
+      refreshVideosAndCounts();
+    },
+    onError(error) {
+      const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+      if (status === 401) showLogin("Your session has expired. Sign in again, then choose the file to resume.");
+      if (status >= 400 && status < 500 && status !== 401) currentUpload = null; // refused: nothing to resume
+      finishUpload(tusErrorText(error), true);
+    },
+  });
+  return upload;
+}
+
+$("upload-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const file = $("upload-file").files[0];
   if (!file) { toast("Choose a video file first.", true); return; }
-  const form = new FormData();
-  // Metadata before the file: the server checks it before reading the (large) file.
-  form.append("title", $("upload-title").value);
-  form.append("description", $("upload-description").value);
-  form.append("category", $("upload-category").value);
-  form.append("publish_when_ready", $("upload-publish").checked ? "true" : "false");
-  form.append("file", file, file.name);
-
-  const xhr = new XMLHttpRequest();
-  xhr.open("POST", UPLOAD_PATH);
-  xhr.withCredentials = true;
-  xhr.setRequestHeader("X-CSRFToken", cookie("csrftoken"));
-  xhr.setRequestHeader("Accept", "application/json");
-  const progress = $("upload-progress");
-  progress.hidden = false;
-  progress.value = 0;
-  $("upload-submit").disabled = true;
-  $("upload-message").textContent = `Uploading ${file.name}…`;
-  xhr.upload.onprogress = (e) => {
-    if (!e.lengthComputable) return;
-    const percent = Math.round((e.loaded / e.total) * 100);
-    progress.value = percent;
-    $("upload-percent").textContent = percent + "%";
-  };
-  const done = (text, isError) => {
-    $("upload-submit").disabled = false;
-    $("upload-message").textContent = text;
-    toast(text, isError);
-  };
-  xhr.onload = () => {
-    let body = null;
-    try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
-    if (xhr.status === 202) {
-      $("upload-form").reset();
-      selectFirstCategory();
-      progress.value = 100;
-      done(`“${body.video.title}” uploaded. Transcoding has started; watch its status below.`, false);
-      refreshVideosAndCounts();
-    } else if (xhr.status === 401) {
-      done("Your session has expired. Sign in again and retry the upload.", true);
-      showLogin();
-    } else {
-      progress.hidden = true;
-      done(errorText(body, `Upload failed (${xhr.status}).`), true);
-    }
-  };
-  xhr.onerror = () => { progress.hidden = true; done("Upload failed: the connection was interrupted.", true); };
-  xhr.send(form);
+  const upload = makeUpload(file);
+  currentUpload = upload;
+  setUploadButtons("running");
+  $("upload-stats").textContent = "";
+  const previous = await upload.findPreviousUploads();
+  if (previous.length) {
+    // Same file as an unfinished upload of this browser: continue it (its metadata were
+    // checked when it was created) instead of starting over.
+    previous.sort((a, b) => (a.creationTime < b.creationTime ? 1 : -1));
+    upload.resumeFromPreviousUpload(previous[0]);
+    $("upload-message").textContent = `Resuming ${file.name}…`;
+  } else {
+    $("upload-message").textContent = `Uploading ${file.name}…`;
+  }
+  upload.start();
 });
+
+$("upload-pause").addEventListener("click", () => {
+  if (!currentUpload) return;
+  currentUpload.abort();
+  setUploadButtons("paused");
+  $("upload-message").textContent = "Paused. Resume continues from the last chunk the server stored.";
+});
+
+$("upload-resume").addEventListener("click", () => {
+  if (!currentUpload) return;
+  setUploadButtons("running");
+  $("upload-message").textContent = "Resuming…";
+  currentUpload.start();
+});
+
+async function loadUnfinished() {
+  const uploads = await api("GET", TUS_PATH);
+  $("unfinished-card").hidden = uploads.length === 0;
+  $("unfinished-body").replaceChildren(...uploads.map((u) => {
+    const row = document.createElement("tr");
+    row.dataset.uploadId = u.id;
+    const cells = [u.title, u.filename,
+      `${formatBytes(u.offset)} of ${formatBytes(u.length)} (${Math.floor((u.offset / u.length) * 100)}%)`,
+      new Date(u.expires_at).toLocaleString()];
+    for (const text of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      row.append(td);
+    }
+    const actions = document.createElement("td");
+    actions.append(button("Discard", "discard-upload", () => discardUpload(u)));
+    row.append(actions);
+    return row;
+  }));
+}
+
+async function discardUpload(upload) {
+  if (!confirm(`Discard the unfinished upload of “${upload.title}”? Its bytes are deleted.`)) return;
+  try {
+    await tus.Upload.terminate(upload.location, {
+      retryDelays: [500, 1000, 2000],
+      onBeforeRequest(request) {
+        request.getUnderlyingObject().withCredentials = true;
+        request.setHeader("X-CSRFToken", cookie("csrftoken"));
+      },
+    });
+    toast("Upload discarded.");
+  } catch (err) {
+    toast(tusErrorText(err), true);
+  }
+  await loadUnfinished().catch(() => {});
+}
 
 // -- videos --------------------------------------------------------------------------------
 
