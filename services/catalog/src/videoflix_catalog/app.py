@@ -57,7 +57,6 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
     # add_event() wakes the relay so uploads go out without waiting for its next poll.
     session_factory.configure(info={"outbox_wake": relay.wake})
     list_cache = ListCache.from_settings(redis, settings)
-    stop = resources.stop
 
     app.state.session_factory = session_factory
     app.state.redis = redis
@@ -76,7 +75,20 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
     register_readiness_check(app, "jwks", keys.check)
 
     resources.start_task(bus.connect(), name="nats-connect")
-    # The loops below end by themselves once `stop` is set, finishing the step they are in.
+    _start_background_loops(app, settings, resources)
+    relay.start()
+    resources.push_async_callback(relay.stop)
+
+
+def _start_background_loops(
+    app: FastAPI, settings: CatalogSettings, resources: LifespanStack
+) -> None:
+    """Start the loops that run for the service's lifetime on what `_open_resources` put on
+    `app.state`; each ends by itself once `resources.stop` is set, finishing its step."""
+    session_factory = app.state.session_factory
+    list_cache: ListCache = app.state.list_cache
+    bus: EventBus = app.state.event_bus
+    stop = resources.stop
     resources.start_task(
         consume_transcoder_events(bus, TranscoderEventHandler(session_factory, list_cache), stop),
         name="transcoder-events",
@@ -113,8 +125,6 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
         name="announce-access",
         cancel_on_exit=False,
     )
-    relay.start()
-    resources.push_async_callback(relay.stop)
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:

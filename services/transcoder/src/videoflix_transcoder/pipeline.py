@@ -23,7 +23,7 @@ from videoflix_transcoder.ffmpeg import (
     run_ffmpeg,
     thumbnail_command,
 )
-from videoflix_transcoder.ladder import fit_within, plan_renditions, thumbnail_seconds
+from videoflix_transcoder.ladder import Rendition, fit_within, plan_renditions, thumbnail_seconds
 from videoflix_transcoder.playlists import correct_master_bandwidth, encoded_duration
 from videoflix_transcoder.probe import SourceInfo, probe_source
 from videoflix_transcoder.settings import TranscoderSettings
@@ -81,6 +81,28 @@ def encode_timeout(settings: TranscoderSettings, duration_seconds: float) -> flo
     return max(settings.min_timeout_seconds, duration_seconds * settings.timeout_factor)
 
 
+def _log_encode_plan(
+    source: Path,
+    info: SourceInfo,
+    renditions: list[Rendition],
+    settings: TranscoderSettings,
+    *,
+    detailed: bool,
+) -> None:
+    logger.info(
+        "encoding %s (%.1fs, %dx%d, %s content) into %s",
+        source.name,
+        info.duration_seconds,
+        info.width,
+        info.height,
+        "detailed" if detailed else "ordinary",
+        ", ".join(
+            f"{r.name} {r.width}x{r.height} {settings.preset_for(r.name, detailed=detailed)}"
+            for r in renditions
+        ),
+    )
+
+
 async def encode_video(
     *,
     source: Path,
@@ -113,18 +135,7 @@ async def encode_video(
             on_progress(min(100.0, seconds * 100 / info.duration_seconds))
 
     timeout = encode_timeout(settings, info.duration_seconds)
-    logger.info(
-        "encoding %s (%.1fs, %dx%d, %s content) into %s",
-        source.name,
-        info.duration_seconds,
-        info.width,
-        info.height,
-        "detailed" if detailed else "ordinary",
-        ", ".join(
-            f"{r.name} {r.width}x{r.height} {settings.preset_for(r.name, detailed=detailed)}"
-            for r in renditions
-        ),
-    )
+    _log_encode_plan(source, info, renditions, settings, detailed=detailed)
     try:
         await run_ffmpeg(command, timeout=timeout, on_progress=seconds_done)
     except TimeoutError:
