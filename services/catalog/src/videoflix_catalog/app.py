@@ -11,8 +11,6 @@ consumer waits. Resumable (tus) uploads are wired in by tus.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -131,17 +129,11 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
     configure_logging("catalog", level=settings.log_level, fmt=settings.log_format)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with LifespanStack() as resources:
-            _open_resources(app, settings, resources)
-            yield
-
     app = create_service_app(
         service="catalog",
         settings=settings,
         routers=[public, admin, page],
-        lifespan=lifespan,
+        open_resources=lambda app, resources: _open_resources(app, settings, resources),
         # The uploads stream their bodies and enforce CATALOG_MAX_UPLOAD_BYTES themselves.
         body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"), TUS_PATH.rstrip("/")),
     )
