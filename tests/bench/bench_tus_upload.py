@@ -21,7 +21,6 @@ import argparse
 import base64
 import hashlib
 import http.client
-import os
 import shutil
 import sys
 import tempfile
@@ -29,15 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-from bench_upload_memory import CHUNK, LIMIT_MB, RssSampler, make_clip, server_pid, wait_ready
+from bench_upload_memory import CHUNK, LIMIT_MB, RssSampler, catalog_for_uploads
 from bench_upload_memory import upload as single_request_upload
-from harness import Hermetic, running, service_binary
-
-from videoflix_catalog.cli import MIGRATIONS
-from videoflix_shared.db import ensure_database, run_migrations
-from videoflix_testing.plugin import ServerThread, free_port
-from videoflix_testing.tokens import TestTokenIssuer
+from harness import Hermetic
 
 TARGET_RATIO = 0.8
 SEND_BYTES = 1024 * 1024  # a chunk goes out in pieces of this size
@@ -203,38 +196,16 @@ def main() -> int:
     total = int(args.gib * 1024**3)
 
     names = Hermetic.new("catalog")
-    issuer = TestTokenIssuer()
-    token = issuer.token(user_id=1, email="admin@example.com", is_admin=True, ttl=3600)
     work = Path(tempfile.mkdtemp(prefix="videoflix-bench-tus-"))
     media = work / "media"
     try:
-        clip = make_clip(work / "clip.ts")
-        ensure_database(names.database_url)
-        run_migrations(names.database_url, MIGRATIONS)
-        port = free_port()
-        with ServerThread(issuer.jwks_app()) as jwks:
-            env = {
-                **os.environ,
-                "LOG_LEVEL": "WARNING",
-                "HTTP_HOST": "127.0.0.1",
-                "HTTP_PORT": str(port),
-                "CATALOG_WORKERS": "1",
-                "CATALOG_MAX_UPLOAD_BYTES": str(total + 1024**2),
-                **names.env(),
-                "JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
-                "JWT_ISSUER": issuer.issuer,
-                "JWT_AUDIENCE": issuer.audience,
-                "MEDIA_ROOT": str(media),
-            }
-            with running([service_binary("catalog"), "serve"], env=env, log=work / "catalog.log"):
-                wait_ready(port)
-                pid = server_pid(port)
-                time.sleep(1)  # let startup settle (NATS connect, first JWKS fetch)
-                idle = psutil.Process(pid).memory_info().rss
-                phases = [
-                    single_request_phase(pid, port, token, clip, total, media),
-                    tus_phase(pid, port, token, clip, total, media, args.chunk_mb),
-                ]
+        with catalog_for_uploads(total, names, work) as catalog:
+            pid, port, token, clip = catalog.pid, catalog.port, catalog.token, catalog.clip
+            idle = catalog.idle_rss
+            phases = [
+                single_request_phase(pid, port, token, clip, total, media),
+                tus_phase(pid, port, token, clip, total, media, args.chunk_mb),
+            ]
     finally:
         names.cleanup()
         shutil.rmtree(work, ignore_errors=True)

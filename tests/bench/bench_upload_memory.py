@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,8 +157,19 @@ class Measurement:
     sampler: RssSampler
 
 
-def measure(total: int, names: Hermetic, work: Path) -> Measurement:
-    """Start one catalog worker, upload `total` bytes to it, sample its memory meanwhile."""
+@dataclass
+class RunningCatalog:
+    port: int
+    pid: int
+    token: str  # an admin's access token
+    clip: bytes  # a real clip's bytes, the start of every upload
+    idle_rss: int  # bytes, after start-up settled
+
+
+@contextlib.contextmanager
+def catalog_for_uploads(total: int, names: Hermetic, work: Path) -> Iterator[RunningCatalog]:
+    """One catalog worker as deployed (`videoflix-catalog serve`) that accepts `total` bytes,
+    its media under `work/media`, with an admin's token and a clip to upload."""
     issuer = TestTokenIssuer()
     token = issuer.token(user_id=1, email="admin@example.com", is_admin=True, ttl=3600)
     clip = make_clip(work / "clip.ts")
@@ -183,13 +195,19 @@ def measure(total: int, names: Hermetic, work: Path) -> Measurement:
             pid = server_pid(port)
             time.sleep(1)  # let startup settle (NATS connect, first JWKS fetch)
             idle = psutil.Process(pid).memory_info().rss
-            sampler = RssSampler(pid)
-            sampler.start()
-            status, body, seconds = upload(port, token, clip, total)
-            sampler.stop()
+            yield RunningCatalog(port, pid, token, clip, idle)
+
+
+def measure(total: int, names: Hermetic, work: Path) -> Measurement:
+    """Start one catalog worker, upload `total` bytes to it, sample its memory meanwhile."""
+    with catalog_for_uploads(total, names, work) as catalog:
+        sampler = RssSampler(catalog.pid)
+        sampler.start()
+        status, body, seconds = upload(catalog.port, catalog.token, catalog.clip, total)
+        sampler.stop()
     stored = work / "media" / f"uploads/{body.get('id')}/source.ts"
     stored_size = stored.stat().st_size if stored.exists() else -1
-    return Measurement(pid, status, body, seconds, idle, stored_size, sampler)
+    return Measurement(catalog.pid, status, body, seconds, catalog.idle_rss, stored_size, sampler)
 
 
 def report(m: Measurement, total: int, gib: float) -> bool:

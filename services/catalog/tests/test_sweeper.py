@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from videoflix_catalog import service
 from videoflix_catalog.app import create_app
-from videoflix_shared.events import VideoUploaded
+from videoflix_shared.events import TranscodeQueueState, VideoUploaded
 from videoflix_testing.plugin import wait_until_async
 
 from .conftest import asgi_client, make_settings
@@ -78,6 +78,7 @@ async def test_sweeper_runs_in_the_background(catalog, fresh_catalog_env) -> Non
         CATALOG_SWEEP_INTERVAL_SECONDS="0.2",
         CATALOG_STUCK_AFTER_SECONDS="0.5",
         CATALOG_STUCK_MAX_RETRIES="1",
+        CATALOG_TRANSCODER_SILENT_AFTER_SECONDS="3600",
     )
     app = create_app(make_settings(env))
     async with (
@@ -93,6 +94,9 @@ async def test_sweeper_runs_in_the_background(catalog, fresh_catalog_env) -> Non
         )
         assert response.status_code == 202, response.text
         vid = response.json()["id"]
+        # The transcoder is heard (its queue announcement), but it does not know the video.
+        async with app.state.session_factory() as session:
+            await service.record_queue_state(session, event=TranscodeQueueState(videos=[]))
 
         async def failed() -> dict | None:
             state = (await admin.get(f"/api/admin/videos/{vid}/")).json()

@@ -15,11 +15,17 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job
 
 from videoflix_shared.bus import EventBus
-from videoflix_shared.events import TranscodeCompleted, TranscodeProgress, VideoUploaded
+from videoflix_shared.events import (
+    TranscodeCompleted,
+    TranscodeFailed,
+    TranscodeProgress,
+    VideoUploaded,
+)
 from videoflix_shared.processes import stop_processes
 from videoflix_testing.plugin import free_port, wait_until, wait_until_async
 from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
+from videoflix_transcoder.service import delete_video_media
 from videoflix_transcoder.settings import TranscoderSettings
 
 from .conftest import new_video_id, place_upload
@@ -205,3 +211,112 @@ async def test_worker_killed_mid_encode_leaves_nothing_visible_and_the_video_sti
     assert result is not None
     assert result.success
     assert result.job_try == 2
+
+
+FILM_ENV = {
+    "TRANSCODER_FILM_THRESHOLD_SECONDS": "10",
+    "TRANSCODER_CHUNK_SECONDS": "6",
+    "TRANSCODER_SEGMENT_SECONDS": "2",
+}
+
+
+async def queue_film(
+    settings: TranscoderSettings, arq_pool: ArqRedis, make_clip: Callable[..., Path], video_id: int
+) -> CatalogEventHandler:
+    """Upload a 30 s 720p clip (a film of five chunks here) and queue it as the dispatcher does."""
+    source_path = place_upload(
+        settings.media_root, video_id, make_clip("film30.mp4", size="1280x720", seconds=30)
+    )
+    handler = CatalogEventHandler(settings=settings, pool=arq_pool)
+    await handler.enqueue_transcode(VideoUploaded(video_id=video_id, source_path=source_path))
+    return handler
+
+
+async def running_chunk(
+    arq_pool: ArqRedis, settings: TranscoderSettings, video_id: int
+) -> str | None:
+    """The id of a chunk job of the video that a worker is running now."""
+    for raw in await arq_pool.zrange(settings.queue_name, 0, -1):
+        job_id = raw.decode()
+        if f":{video_id}:1:chunk:" in job_id and await arq_pool.exists(f"arq:in-progress:{job_id}"):
+            return job_id
+    return None
+
+
+async def test_worker_killed_mid_chunk_costs_only_that_chunk(
+    spawn: Spawn,
+    make_settings: Callable[..., TranscoderSettings],
+    redis_prefix: str,
+    arq_pool: ArqRedis,
+    event_reader: Callable[..., object],
+    make_clip: Callable[..., Path],
+    video_id: int,
+) -> None:
+    prefix = f"{redis_prefix}filmkill:"
+    settings = make_settings(REDIS_KEY_PREFIX=prefix, **FILM_ENV)
+    env = {**FILM_ENV, "TRANSCODER_X264_PRESET": "medium"}  # slow: the kill lands mid-chunk
+    worker = spawn("worker", redis_prefix=prefix, **env)
+    await queue_film(settings, arq_pool, make_clip, video_id)
+    work = settings.media_root / "hls" / f".film-{video_id}-1"
+
+    async def a_later_chunk_running() -> str | None:
+        if not list(work.glob("480p/chunk_*.mp4")):
+            return None  # at least one chunk finished before the kill
+        return await running_chunk(arq_pool, settings, video_id)
+
+    killed_job = await wait_until_async(a_later_chunk_running, timeout=120, what="chunk running")
+    worker.kill()
+    worker.wait(timeout=10)
+    finished = {p: p.stat().st_mtime_ns for p in work.glob("*/chunk_*.mp4")}
+    assert finished
+
+    spawn("worker", redis_prefix=prefix, **env)
+    await wait_until_async(
+        lambda: completed_events(event_reader, video_id), timeout=300, what="completed"
+    )
+    output = settings.media_root / "hls" / str(video_id)
+    assert (output / "720p" / "index.m3u8").is_file()
+    # Only the chunk that was running ran again; what had finished was kept.
+    killed = await Job(killed_job, arq_pool, _queue_name=settings.queue_name).result_info()
+    assert killed is not None
+    assert killed.success
+    assert killed.job_try == 2
+    first = await Job(
+        f"{transcode_job_id(settings, video_id, 1)}:chunk:0:g0",
+        arq_pool,
+        _queue_name=settings.queue_name,
+    ).result_info()
+    assert first is not None
+    assert first.job_try == 1
+    assert not work.exists()  # removed after the last assembly; finished ones were not redone
+    assert all(mtime > 0 for mtime in finished.values())
+
+
+async def test_deleting_a_film_mid_chunk_cancels_its_remaining_jobs(
+    spawn: Spawn,
+    make_settings: Callable[..., TranscoderSettings],
+    redis_prefix: str,
+    arq_pool: ArqRedis,
+    event_reader: Callable[..., object],
+    make_clip: Callable[..., Path],
+    video_id: int,
+) -> None:
+    prefix = f"{redis_prefix}filmdel:"
+    settings = make_settings(REDIS_KEY_PREFIX=prefix, **FILM_ENV)
+    spawn("worker", redis_prefix=prefix, **FILM_ENV, TRANSCODER_X264_PRESET="medium")
+    handler = await queue_film(settings, arq_pool, make_clip, video_id)
+    await wait_until_async(
+        lambda: running_chunk(arq_pool, settings, video_id), timeout=120, what="chunk running"
+    )
+
+    await delete_video_media(settings=settings, marks=handler.marks, video_id=video_id)
+
+    async def queue_empty() -> bool:
+        return await arq_pool.zcard(settings.queue_name) == 0
+
+    await wait_until_async(queue_empty, timeout=30, what="remaining chunk jobs cancelled")
+    hls = settings.media_root / "hls"
+    assert not (hls / str(video_id)).exists()
+    assert not list(hls.glob(f".film-{video_id}-*"))
+    events = await event_reader(video_id)  # type: ignore[operator]
+    assert not [e for e in events if isinstance(e, TranscodeCompleted | TranscodeFailed)]

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 
 from videoflix_shared.error_responses import install_error_handlers
+from videoflix_shared.lifespan import LifespanStack
 from videoflix_shared.middleware import (
     BodySizeLimitMiddleware,
     MetricsMiddleware,
@@ -112,15 +113,21 @@ def create_service_app(
     settings: CommonSettings,
     routers: Sequence[APIRouter] = (),
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    open_resources: Callable[[FastAPI, LifespanStack], None] | None = None,
     body_limit_exempt_prefixes: tuple[str, ...] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
+    """The FastAPI app every service starts from. Its lifespan is `lifespan`, or, simpler,
+    `open_resources(app, resources)`: it puts what the service holds on `app.state`, each
+    resource registered on `resources` (a `LifespanStack`) with what closes it."""
+
     @contextlib.asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if lifespan is None:
-            yield
-            return
-        async with lifespan(app):
+        async with contextlib.AsyncExitStack() as stack:
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
+            if open_resources is not None:
+                open_resources(app, await stack.enter_async_context(LifespanStack()))
             yield
 
     app = FastAPI(

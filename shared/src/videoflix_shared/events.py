@@ -138,6 +138,10 @@ class TranscodeProgress(Event):
     video_id: int
     generation: int = 1
     percent: float = Field(ge=0, le=100)
+    # Films (chunk-parallel): progress of each rung and the estimated seconds until all
+    # are ready; absent for a single-pass encode.
+    renditions_percent: dict[str, float] = Field(default_factory=dict)
+    eta_seconds: float | None = None
 
 
 class TranscodeCompleted(Event):
@@ -161,6 +165,42 @@ class TranscodeFailed(Event):
     reason: str
 
 
+class TranscodeRenditionReady(Event):
+    """A film's rendition is assembled and listed in its master playlist: the first one
+    (the lowest rung) makes the video playable; `renditions` lists every one ready so far.
+    `transcoder.video.completed` still follows when all are."""
+
+    subject: ClassVar[str] = "transcoder.video.rendition_ready"
+    stream: ClassVar[str] = TRANSCODER_STREAM
+    video_id: int
+    generation: int
+    rendition: str
+    renditions: list[str]
+    duration_seconds: float
+    width: int
+    height: int
+    thumbnail_path: str  # relative to MEDIA_ROOT
+    master_playlist_path: str  # relative to MEDIA_ROOT
+
+
+class QueuedTranscode(BaseModel):
+    video_id: int
+    generation: int
+    running: bool  # a job of the video runs now (it heartbeats)
+    place: int | None  # of its waiting work in the queue, 1 = next; None: nothing waits
+    waiting_jobs: int = 0
+
+
+class TranscodeQueueState(Event):
+    """Every video with work in the transcode queue, published by one worker every
+    TRANSCODER_QUEUE_STATE_INTERVAL_SECONDS: catalog shows queued videos as queued (with
+    their place) and never takes one of them for stuck."""
+
+    subject: ClassVar[str] = "transcoder.queue.state"
+    stream: ClassVar[str] = TRANSCODER_STREAM
+    videos: list[QueuedTranscode]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject: cls
     for cls in (
@@ -173,6 +213,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TranscodeProgress,
         TranscodeCompleted,
         TranscodeFailed,
+        TranscodeRenditionReady,
+        TranscodeQueueState,
     )
 }
 

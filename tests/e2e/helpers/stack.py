@@ -140,6 +140,10 @@ def stack_overrides(
         "AUTH_RESET_LIMIT_PER_IP": "1000",
         "AUTH_REGISTER_LIMIT_PER_IP": "1000",
         "AUTH_REFRESH_REUSE_GRACE_SECONDS": str(REFRESH_GRACE_SECONDS),
+        # Films (issue 17) at test scale: a 36 s upload is a film of 10 s chunks; the other
+        # suites' clips (25 s at most) keep the single pass.
+        "TRANSCODER_FILM_THRESHOLD_SECONDS": "30",
+        "TRANSCODER_CHUNK_SECONDS": "10",
     }
 
 

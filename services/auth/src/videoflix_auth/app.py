@@ -10,9 +10,7 @@ too, retried until the database answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -125,17 +123,11 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
     configure_logging("auth", level=settings.log_level, fmt=settings.log_format)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with LifespanStack() as resources:
-            _open_resources(app, settings, resources)
-            yield
-
     app = create_service_app(
         service="auth",
         settings=settings,
         routers=[router],
-        lifespan=lifespan,
+        open_resources=lambda app, resources: _open_resources(app, settings, resources),
         description="Accounts, RS256 cookie sessions, JWKS and email flows.",
     )
     return app

@@ -11,8 +11,6 @@ consumer waits. Resumable (tus) uploads are wired in by tus.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,7 +55,6 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
     # add_event() wakes the relay so uploads go out without waiting for its next poll.
     session_factory.configure(info={"outbox_wake": relay.wake})
     list_cache = ListCache.from_settings(redis, settings)
-    stop = resources.stop
 
     app.state.session_factory = session_factory
     app.state.redis = redis
@@ -76,7 +73,20 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
     register_readiness_check(app, "jwks", keys.check)
 
     resources.start_task(bus.connect(), name="nats-connect")
-    # The loops below end by themselves once `stop` is set, finishing the step they are in.
+    _start_background_loops(app, settings, resources)
+    relay.start()
+    resources.push_async_callback(relay.stop)
+
+
+def _start_background_loops(
+    app: FastAPI, settings: CatalogSettings, resources: LifespanStack
+) -> None:
+    """Start the loops that run for the service's lifetime on what `_open_resources` put on
+    `app.state`; each ends by itself once `resources.stop` is set, finishing its step."""
+    session_factory = app.state.session_factory
+    list_cache: ListCache = app.state.list_cache
+    bus: EventBus = app.state.event_bus
+    stop = resources.stop
     resources.start_task(
         consume_transcoder_events(bus, TranscoderEventHandler(session_factory, list_cache), stop),
         name="transcoder-events",
@@ -92,6 +102,7 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
             interval_seconds=settings.sweep_interval_seconds,
             stuck_after_seconds=settings.stuck_after_seconds,
             max_retries=settings.stuck_max_retries,
+            transcoder_silent_after_seconds=settings.transcoder_silent_after_seconds,
             stop=stop,
         ),
         name="stuck-job-sweeper",
@@ -112,25 +123,17 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
         name="announce-access",
         cancel_on_exit=False,
     )
-    relay.start()
-    resources.push_async_callback(relay.stop)
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
     configure_logging("catalog", level=settings.log_level, fmt=settings.log_format)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with LifespanStack() as resources:
-            _open_resources(app, settings, resources)
-            yield
-
     app = create_service_app(
         service="catalog",
         settings=settings,
         routers=[public, admin, page],
-        lifespan=lifespan,
+        open_resources=lambda app, resources: _open_resources(app, settings, resources),
         # The uploads stream their bodies and enforce CATALOG_MAX_UPLOAD_BYTES themselves.
         body_limit_exempt_prefixes=(UPLOAD_PATH.rstrip("/"), TUS_PATH.rstrip("/")),
     )

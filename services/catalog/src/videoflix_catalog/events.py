@@ -30,6 +30,7 @@ from videoflix_shared.events import (
     TRANSCODER_STREAM,
     VideoAccessChanged,
     parse_event,
+    utcnow,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,21 @@ async def run_sweeper(
     stuck_after_seconds: float,
     max_retries: int,
     stop: asyncio.Event,
+    transcoder_silent_after_seconds: float = 120.0,
 ) -> None:
-    """Sweep for stuck videos every `interval_seconds` until `stop` is set."""
+    """Sweep for stuck videos every `interval_seconds` until `stop` is set, while the
+    transcoder is heard (its queue announcements): queued work is announced as queued,
+    running work heartbeats, so only a video the transcoder no longer knows falls silent.
+    Without announcements (NATS or every worker down) silence proves nothing: no sweep."""
+    silent_after = timedelta(seconds=transcoder_silent_after_seconds)
     while not stop.is_set():
         try:
+            async with session_factory() as session:
+                heard = await service.transcoder_last_heard(session)
+            if heard is None or utcnow() - heard > silent_after:
+                logger.info("transcoder not heard since %s: no stuck-job sweep", heard)
+                await _sleep_or_stop(stop, interval_seconds)
+                continue
             async with session_factory() as session:
                 result = await service.sweep_stuck_videos(
                     session,

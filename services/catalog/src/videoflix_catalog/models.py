@@ -24,14 +24,14 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from videoflix_shared.db import Base
 from videoflix_shared.events import utcnow
 from videoflix_shared.outbox import OutboxMessage
 
-__all__ = ["Base", "Category", "OutboxMessage", "Video", "VideoStatus"]
+__all__ = ["Base", "Category", "OutboxMessage", "TranscoderHeartbeat", "Video", "VideoStatus"]
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 5000
@@ -97,6 +97,15 @@ class Video(Base):
     renditions: Mapped[list[str]] = mapped_column(
         ARRAY(String(10)), default=list, server_default=text("'{}'")
     )
+    # Films (chunk-parallel): the rungs' progress in percent ({"480p": 100.0, ...}) and the
+    # transcoder's estimate of the seconds until every rung is ready; a film is `ready`
+    # (playable) once its lowest rung is, `renditions` grows as the others arrive.
+    renditions_progress: Mapped[dict[str, float]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Its place in the transcode queue while its work waits (transcoder.queue.state).
+    queue_place: Mapped[int | None] = mapped_column(Integer, nullable=True)
     thumbnail_path: Mapped[str | None] = mapped_column(String(300), nullable=True)
     master_playlist_path: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
@@ -118,3 +127,13 @@ class Video(Base):
             postgresql_where=text("status IN ('uploaded', 'processing')"),
         ),
     )
+
+
+class TranscoderHeartbeat(Base):
+    """When the transcoder last announced its queue (one row). The sweeper judges silence
+    only while this is recent: with NATS or every worker down, nothing looks stuck."""
+
+    __tablename__ = "transcoder_heartbeat"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

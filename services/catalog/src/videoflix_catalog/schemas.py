@@ -36,13 +36,21 @@ def waiting_for(video: Video) -> str | None:
     then = " It publishes itself when ready." if video.publish_when_ready else ""
     if video.status == VideoStatus.FAILED.value:
         return "A working source: transcoding failed. Re-transcode it or upload it again."
+    if video.queue_place is not None and video.status != VideoStatus.READY.value:
+        return f"Its turn in the transcode queue (place {video.queue_place})." + then
     if video.status == VideoStatus.UPLOADED.value:
         return "A transcoder to start." + then
     if video.status == VideoStatus.PROCESSING.value:
-        return f"Transcoding to finish ({video.progress:.0f}%)." + then
+        eta = f", about {_minutes(video.eta_seconds)} left" if video.eta_seconds else ""
+        return f"Transcoding to finish ({video.progress:.0f}%{eta})." + then
     if not video.published:
         return "Publication: it is a draft. Publish it to show it to viewers."
     return None
+
+
+def _minutes(seconds: float | None) -> str:
+    minutes = max(1, round((seconds or 0) / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 class PublicVideo(BaseModel):
@@ -87,7 +95,16 @@ class AdminVideo(BaseModel):
     duration_seconds: float | None
     width: int | None
     height: int | None
-    renditions: list[str]
+    renditions: list[str] = Field(description="Renditions ready to play, lowest first")
+    renditions_progress: dict[str, float] = Field(
+        description="Per rendition, percent transcoded (films are transcoded rung by rung)"
+    )
+    eta_seconds: float | None = Field(
+        description="Estimated seconds until every rendition is ready (films); null if unknown"
+    )
+    queue_place: int | None = Field(
+        description="Place in the transcode queue while its work waits (1 = next)"
+    )
     source_size: int
     thumbnail_url: str | None = Field(description="Set once the video is ready")
     created_at: datetime
@@ -113,6 +130,9 @@ class AdminVideo(BaseModel):
             width=video.width,
             height=video.height,
             renditions=list(video.renditions or []),
+            renditions_progress=dict(video.renditions_progress or {}),
+            eta_seconds=video.eta_seconds,
+            queue_place=video.queue_place,
             source_size=video.source_size,
             thumbnail_url=thumbnail_url(public_base_url, video) if ready else None,
             created_at=video.created_at,

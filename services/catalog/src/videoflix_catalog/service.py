@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from videoflix_catalog.models import Category, Video, VideoStatus
+from videoflix_catalog.models import Category, TranscoderHeartbeat, Video, VideoStatus
 from videoflix_catalog.probe import ProbeResult, probe_video
 from videoflix_catalog.schemas import UploadForm, UploadFormSoFar, VideoUpdate
 from videoflix_shared.errors import Conflict, InvalidInput, NotFound
@@ -38,6 +38,8 @@ from videoflix_shared.events import (
     TranscodeCompleted,
     TranscodeFailed,
     TranscodeProgress,
+    TranscodeQueueState,
+    TranscodeRenditionReady,
     VideoAccessChanged,
     VideoDeleted,
     VideoUploaded,
@@ -454,14 +456,23 @@ def _same_state(known: VideoAccessChanged | None, current: VideoAccessChanged) -
 # -- transcoder events -----------------------------------------------------------------
 
 
+TranscoderOutcome = (
+    TranscodeProgress | TranscodeCompleted | TranscodeFailed | TranscodeRenditionReady
+)
+
+
 async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool:
-    """Apply progress / completion / failure idempotently; True when the video changed.
+    """Apply a transcoder event idempotently; True when a video changed.
 
     Events for unknown (deleted) videos or another generation are ignored. Within a
-    generation `ready` and `failed` are final, so a late or redelivered progress event
-    never moves a video back.
+    generation `failed` is final for progress, and `ready` for progress of the status (a
+    film's progress still moves its per-rung figures). A completion or a ready rendition
+    of the current generation wins over a failure: the output is there and plays (the
+    sweeper may have given up on a video whose events were only late).
     """
-    if not isinstance(event, TranscodeProgress | TranscodeCompleted | TranscodeFailed):
+    if isinstance(event, TranscodeQueueState):
+        return await record_queue_state(session, event=event)
+    if not isinstance(event, TranscoderOutcome):
         return False
     video = await session.scalar(
         select(Video).where(Video.id == event.video_id).with_for_update(of=Video)
@@ -476,33 +487,118 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
         )
         await session.rollback()
         return False
-    if video.status not in IN_FLIGHT:
+    changed = _apply_outcome(session, video, event)
+    if not changed:
         await session.rollback()
         return False
     now = utcnow()
-    if isinstance(event, TranscodeProgress):
-        video.status = VideoStatus.PROCESSING.value
-        video.progress = max(video.progress, min(event.percent, 99.9))
-    elif isinstance(event, TranscodeCompleted):
-        video.status = VideoStatus.READY.value
-        video.progress = 100.0
-        video.duration_seconds = event.duration_seconds
-        video.width = event.width
-        video.height = event.height
-        video.renditions = list(event.renditions)
-        video.thumbnail_path = event.thumbnail_path
-        video.master_playlist_path = event.master_playlist_path
-        video.failure_reason = None
-        if video.publish_when_ready:
-            video.published, video.publish_when_ready = True, False
-        announce_access(session, video)
-    else:
-        video.status = VideoStatus.FAILED.value
-        video.failure_reason = event.reason[:2000] or "Transcoding failed."
+    video.queue_place = None
     video.last_activity_at = now
     video.updated_at = now
     await session.commit()
     return True
+
+
+def _apply_outcome(session: AsyncSession, video: Video, event: TranscoderOutcome) -> bool:
+    if isinstance(event, TranscodeProgress):
+        return _apply_progress(video, event)
+    if isinstance(event, TranscodeFailed):
+        if video.status not in IN_FLIGHT:
+            return False
+        video.status = VideoStatus.FAILED.value
+        video.failure_reason = event.reason[:2000] or "Transcoding failed."
+        return True
+    if isinstance(event, TranscodeCompleted):
+        if video.status == VideoStatus.READY.value and video.progress >= 100:
+            return False
+        video.progress = 100.0
+        video.eta_seconds = None
+        video.renditions_progress = {name: 100.0 for name in event.renditions}
+    elif video.status == VideoStatus.READY.value and set(event.renditions) <= set(
+        video.renditions or []
+    ):
+        return False
+    _mark_playable(session, video, event)
+    return True
+
+
+def _apply_progress(video: Video, event: TranscodeProgress) -> bool:
+    if video.status == VideoStatus.FAILED.value:
+        return False
+    if video.status == VideoStatus.READY.value and (
+        video.progress >= 100 or not event.renditions_percent
+    ):
+        return False
+    if video.status == VideoStatus.UPLOADED.value:
+        video.status = VideoStatus.PROCESSING.value
+    video.progress = max(video.progress, min(event.percent, 99.9))
+    if event.renditions_percent:
+        merged = dict(video.renditions_progress or {})
+        for rung, percent in event.renditions_percent.items():
+            merged[rung] = max(merged.get(rung, 0.0), percent)
+        video.renditions_progress = merged
+    if event.eta_seconds is not None:  # a chunk's own progress reports carry none
+        video.eta_seconds = event.eta_seconds
+    return True
+
+
+def _mark_playable(
+    session: AsyncSession, video: Video, event: TranscodeCompleted | TranscodeRenditionReady
+) -> None:
+    """The video plays (its lowest rung at least): `ready`, with what the transcoder
+    wrote; published now if it was meant to be once ready."""
+    before = (video.status, video.published)
+    video.status = VideoStatus.READY.value
+    video.duration_seconds = event.duration_seconds
+    video.width = event.width
+    video.height = event.height
+    video.renditions = list(event.renditions)
+    video.thumbnail_path = event.thumbnail_path
+    video.master_playlist_path = event.master_playlist_path
+    video.failure_reason = None
+    if isinstance(event, TranscodeRenditionReady):
+        progress = dict(video.renditions_progress or {})
+        progress.update({name: 100.0 for name in event.renditions})
+        video.renditions_progress = progress
+    if video.publish_when_ready:
+        video.published, video.publish_when_ready = True, False
+    if (video.status, video.published) != before:
+        announce_access(session, video)
+
+
+async def record_queue_state(session: AsyncSession, *, event: TranscodeQueueState) -> bool:
+    """The transcoder's heartbeat: note when it was heard, and that every video it has
+    queued or running is alive (with its place), so none of them is taken for stuck."""
+    now = utcnow()
+    heartbeat = await session.get(TranscoderHeartbeat, 1, with_for_update=True)
+    if heartbeat is None:
+        session.add(TranscoderHeartbeat(id=1, seen_at=now))
+    else:
+        heartbeat.seen_at = max(heartbeat.seen_at, now)
+    places = {(v.video_id, v.generation): v for v in event.videos}
+    changed = False
+    if places:
+        videos = await session.scalars(
+            select(Video)
+            .where(Video.id.in_([v.video_id for v in event.videos]))
+            .order_by(Video.id)
+            .with_for_update(of=Video)
+        )
+        for video in videos:
+            queued = places.get((video.id, video.generation))
+            if queued is None:
+                continue
+            video.last_activity_at = now
+            place = None if queued.running else queued.place
+            changed = changed or place != video.queue_place
+            video.queue_place = place
+    await session.commit()
+    return changed
+
+
+async def transcoder_last_heard(session: AsyncSession) -> datetime | None:
+    heartbeat = await session.get(TranscoderHeartbeat, 1)
+    return None if heartbeat is None else heartbeat.seen_at
 
 
 # -- stuck-job sweeper -----------------------------------------------------------------

@@ -25,6 +25,12 @@ class CatalogSettings(CommonSettings):
     # becomes failed.
     stuck_after_seconds: float = Field(900.0, gt=0, alias="CATALOG_STUCK_AFTER_SECONDS")
     stuck_max_retries: int = Field(2, ge=0, alias="CATALOG_STUCK_MAX_RETRIES")
+    # ...but only while the transcoder is heard: it announces its queue every 30 s
+    # (TRANSCODER_QUEUE_STATE_INTERVAL_SECONDS); silent for longer than this (NATS down,
+    # no worker running), nothing is swept, since a silent video proves nothing then.
+    transcoder_silent_after_seconds: float = Field(
+        120.0, gt=0, alias="CATALOG_TRANSCODER_SILENT_AFTER_SECONDS"
+    )
     sweep_interval_seconds: float = Field(60.0, gt=0, alias="CATALOG_SWEEP_INTERVAL_SECONDS")
     # Resumable (tus) uploads: an unfinished one is deleted this long after its last chunk.
     tus_expiry_seconds: float = Field(24 * 3600.0, gt=0, alias="CATALOG_TUS_EXPIRY_SECONDS")

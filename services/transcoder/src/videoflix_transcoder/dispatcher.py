@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 from arq.connections import ArqRedis
 from fastapi import FastAPI
@@ -19,7 +18,13 @@ from nats.aio.msg import Msg
 from videoflix_shared.bus import EventBus, parse_or_drop
 from videoflix_shared.events import CATALOG_STREAM, VideoDeleted, VideoUploaded
 from videoflix_transcoder.connections import run_connected
-from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks, transcode_job_id
+from videoflix_transcoder.queue import (
+    TRANSCODE_FUNCTION,
+    VideoMarks,
+    cancel_queued_jobs,
+    enqueue,
+    transcode_job_id,
+)
 from videoflix_transcoder.service import delete_video_media
 from videoflix_transcoder.settings import TranscoderSettings
 
@@ -27,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 DURABLE = "transcoder-dispatcher"
 FILTER_SUBJECT = "catalog.video.>"
-# A queued job not started within this time is dropped by arq; far beyond any backlog.
-JOB_EXPIRES = timedelta(days=7)
 
 
 class CatalogEventHandler:
@@ -53,19 +56,28 @@ class CatalogEventHandler:
     async def enqueue_transcode(self, event: VideoUploaded) -> None:
         await self.marks.note_generation(event.video_id, event.generation)
         job_id = transcode_job_id(self.settings, event.video_id, event.generation)
-        job = await self.pool.enqueue_job(
+        # A video's first job leads to its lowest rung: it goes ahead of higher-rung work.
+        queued = await enqueue(
+            self.pool,
+            self.settings,
             TRANSCODE_FUNCTION,
+            job_id,
+            first=True,
             video_id=event.video_id,
             generation=event.generation,
             source_path=event.source_path,
-            _job_id=job_id,
-            _queue_name=self.settings.queue_name,
-            _expires=JOB_EXPIRES,
         )
-        if job is None:
-            logger.info("job %s already queued, running or done: not queued again", job_id)
-        else:
+        if queued:
             logger.info("queued %s", job_id)
+        else:
+            logger.info("job %s already queued, running or done: not queued again", job_id)
+        dropped = await cancel_queued_jobs(
+            self.pool, self.settings, event.video_id, below_generation=event.generation
+        )
+        if dropped:
+            logger.info(
+                "dropped %d waiting job(s) of older generations of %s", dropped, event.video_id
+            )
 
 
 async def run(app: FastAPI, stop: asyncio.Event) -> None:

@@ -17,11 +17,15 @@ import uuid
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import (
     Event,
+    QueuedTranscode,
     TranscodeCompleted,
     TranscodeFailed,
     TranscodeProgress,
+    TranscodeQueueState,
+    TranscodeRenditionReady,
 )
 from videoflix_transcoder.pipeline import MASTER_PLAYLIST, THUMBNAIL, EncodeResult
+from videoflix_transcoder.queue import QueuedVideo
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,58 @@ def failed_event(*, video_id: int, generation: int, reason: str) -> TranscodeFai
         video_id=video_id,
         generation=generation,
         reason=reason,
+    )
+
+
+def rendition_ready_event(
+    *, video_id: int, result: EncodeResult, rendition: str
+) -> TranscodeRenditionReady:
+    """`rendition` of a film's output is in place (`result`: the output as it is now)."""
+    return TranscodeRenditionReady(
+        event_id=uuid.uuid5(
+            _EVENT_NAMESPACE, f"rendition:{video_id}:{result.generation}:{rendition}"
+        ),
+        video_id=video_id,
+        generation=result.generation,
+        rendition=rendition,
+        renditions=result.renditions,
+        duration_seconds=result.duration_seconds,
+        width=result.width,
+        height=result.height,
+        thumbnail_path=f"hls/{video_id}/{THUMBNAIL}",
+        master_playlist_path=f"hls/{video_id}/{MASTER_PLAYLIST}",
+    )
+
+
+def progress_event(
+    *,
+    video_id: int,
+    generation: int,
+    percent: float,
+    renditions_percent: dict[str, float],
+    eta_seconds: float | None,
+) -> TranscodeProgress:
+    return TranscodeProgress(
+        video_id=video_id,
+        generation=generation,
+        percent=percent,
+        renditions_percent=renditions_percent,
+        eta_seconds=eta_seconds,
+    )
+
+
+def queue_state_event(videos: list[QueuedVideo]) -> TranscodeQueueState:
+    return TranscodeQueueState(
+        videos=[
+            QueuedTranscode(
+                video_id=v.video_id,
+                generation=v.generation,
+                running=v.running,
+                place=v.place,
+                waiting_jobs=v.waiting_jobs,
+            )
+            for v in videos
+        ]
     )
 
 

@@ -117,17 +117,7 @@ def ladder_command(
             # when mapped with "?".
             command += ["-map", "0:a:0"]
     command += ["-c:v", "libx264", "-threads", str(threads)]
-    for i, (rendition, preset) in enumerate(zip(renditions, presets, strict=True)):
-        command += [
-            f"-preset:v:{i}",
-            preset,
-            f"-b:v:{i}",
-            f"{rendition.video_kbps}k",
-            f"-maxrate:v:{i}",
-            f"{rendition.maxrate_kbps}k",
-            f"-bufsize:v:{i}",
-            f"{rendition.bufsize_kbps}k",
-        ]
+    command += _rate_control_options(renditions, presets)
     if x264_params:
         command += ["-x264-params", x264_params]
     command += ["-force_key_frames", f"expr:gte(t,n_forced*{keyframe_seconds:g})"]
@@ -145,6 +135,16 @@ def ladder_command(
         str(output_dir / "%v" / "index.m3u8"),
     ]
     return command
+
+
+def _rate_control_options(renditions: list[Rendition], presets: list[str]) -> list[str]:
+    """Per output stream `i`: its x264 preset and its bitrate, peak rate and buffer."""
+    options: list[str] = []
+    for i, (rendition, preset) in enumerate(zip(renditions, presets, strict=True)):
+        options += [f"-preset:v:{i}", preset, f"-b:v:{i}", f"{rendition.video_kbps}k"]
+        options += [f"-maxrate:v:{i}", f"{rendition.maxrate_kbps}k"]
+        options += [f"-bufsize:v:{i}", f"{rendition.bufsize_kbps}k"]
+    return options
 
 
 class FfmpegFailed(Exception):

@@ -23,7 +23,7 @@ from videoflix_transcoder.ffmpeg import (
     run_ffmpeg,
     thumbnail_command,
 )
-from videoflix_transcoder.ladder import fit_within, plan_renditions, thumbnail_seconds
+from videoflix_transcoder.ladder import Rendition, fit_within, plan_renditions, thumbnail_seconds
 from videoflix_transcoder.playlists import correct_master_bandwidth, encoded_duration
 from videoflix_transcoder.probe import SourceInfo, probe_source
 from videoflix_transcoder.settings import TranscoderSettings
@@ -62,6 +62,8 @@ class EncodeResult:
     width: int
     height: int
     renditions: list[str]
+    # False while a film's higher rungs are still being assembled (films.py).
+    complete: bool = True
 
     def save(self, directory: Path) -> None:
         (directory / RECORD).write_text(json.dumps(asdict(self)))
@@ -77,6 +79,28 @@ class EncodeResult:
 def encode_timeout(settings: TranscoderSettings, duration_seconds: float) -> float:
     """How long the ladder encode may take: a multiple of the video's own duration."""
     return max(settings.min_timeout_seconds, duration_seconds * settings.timeout_factor)
+
+
+def _log_encode_plan(
+    source: Path,
+    info: SourceInfo,
+    renditions: list[Rendition],
+    settings: TranscoderSettings,
+    *,
+    detailed: bool,
+) -> None:
+    logger.info(
+        "encoding %s (%.1fs, %dx%d, %s content) into %s",
+        source.name,
+        info.duration_seconds,
+        info.width,
+        info.height,
+        "detailed" if detailed else "ordinary",
+        ", ".join(
+            f"{r.name} {r.width}x{r.height} {settings.preset_for(r.name, detailed=detailed)}"
+            for r in renditions
+        ),
+    )
 
 
 async def encode_video(
@@ -111,18 +135,7 @@ async def encode_video(
             on_progress(min(100.0, seconds * 100 / info.duration_seconds))
 
     timeout = encode_timeout(settings, info.duration_seconds)
-    logger.info(
-        "encoding %s (%.1fs, %dx%d, %s content) into %s",
-        source.name,
-        info.duration_seconds,
-        info.width,
-        info.height,
-        "detailed" if detailed else "ordinary",
-        ", ".join(
-            f"{r.name} {r.width}x{r.height} {settings.preset_for(r.name, detailed=detailed)}"
-            for r in renditions
-        ),
-    )
+    _log_encode_plan(source, info, renditions, settings, detailed=detailed)
     try:
         await run_ffmpeg(command, timeout=timeout, on_progress=seconds_done)
     except TimeoutError:
@@ -131,7 +144,7 @@ async def encode_video(
             f"{info.duration_seconds:.0f}s video (TRANSCODER_TIMEOUT_FACTOR); workers overloaded?"
         ) from None
     except FfmpegFailed as exc:
-        raise _classify(exc) from None
+        raise classify_ffmpeg_failure(exc) from None
 
     check_complete(output_dir / renditions[0].name / "index.m3u8", info)
     correct_master_bandwidth(output_dir / MASTER_PLAYLIST, settings.segment_seconds)
@@ -208,7 +221,7 @@ async def make_thumbnail(
         except TimeoutError:
             raise transient("cutting the thumbnail timed out") from None
         except FfmpegFailed as exc:
-            raise _classify(exc, step="the thumbnail") from None
+            raise classify_ffmpeg_failure(exc, step="the thumbnail") from None
         if _is_nonempty_file(target):
             return
     raise invalid_source("no picture could be decoded from the upload for the thumbnail")
@@ -237,7 +250,7 @@ def _thumbnail_box(info: SourceInfo) -> tuple[int, int]:
     return (box_height, box_width) if info.height > info.width else (box_width, box_height)
 
 
-def _classify(exc: FfmpegFailed, step: str = "the encode") -> TranscodeError:
+def classify_ffmpeg_failure(exc: FfmpegFailed, step: str = "the encode") -> TranscodeError:
     if exc.returncode < 0 or exc.returncode >= 128:
         # Killed by a signal (out of memory, operator): the next attempt may well succeed.
         return transient(f"ffmpeg was killed during {step} (signal or out of memory)")

@@ -31,26 +31,10 @@ async def probe_source(path: Path, *, ffprobe_bin: str = "ffprobe") -> SourceInf
     """Probe `path`; raises a permanent TranscodeError when the file is not a usable video."""
     if not await asyncio.to_thread(path.is_file):
         raise invalid_source(f"the source file {path.name} does not exist in the media volume")
-    proc = await asyncio.create_subprocess_exec(
-        ffprobe_bin,
-        "-v",
-        "error",
-        "-print_format",
-        "json",
-        "-show_format",
-        "-show_streams",
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    returncode, stdout, stderr = await _ffprobe(
+        ffprobe_bin, "-print_format", "json", "-show_format", "-show_streams", str(path)
     )
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            stdout, stderr = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise transient(f"ffprobe did not answer within {PROBE_TIMEOUT_SECONDS}s") from None
-    if proc.returncode != 0:
+    if returncode != 0:
         summary = summarize_ffmpeg_errors(stderr.decode(errors="replace").splitlines())
         raise invalid_source(f"the upload is not a readable video file (ffprobe: {summary})")
     try:
@@ -140,3 +124,32 @@ def _rotation(video: dict[str, Any]) -> int:
         except ValueError:
             return 0
     return 0
+
+
+async def video_start_time(path: Path, *, ffprobe_bin: str = "ffprobe") -> float:
+    """The first timestamp of the video stream (films cut chunks on the source's own
+    timestamps); 0 when ffprobe does not say."""
+    _, stdout, _ = await _ffprobe(
+        ffprobe_bin,
+        *("-select_streams", "v:0", "-show_entries", "stream=start_time"),
+        *("-of", "default=noprint_wrappers=1:nokey=1", str(path)),
+    )
+    return _first_positive_float(stdout.decode().strip()) or 0.0
+
+
+async def _ffprobe(ffprobe_bin: str, *args: str) -> tuple[int, bytes, bytes]:
+    """Run ffprobe (errors only on stderr); transient TranscodeError if it hangs."""
+    proc = await asyncio.create_subprocess_exec(
+        ffprobe_bin,
+        *("-v", "error", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            stdout, stderr = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise transient(f"ffprobe did not answer within {PROBE_TIMEOUT_SECONDS}s") from None
+    return proc.returncode or 0, stdout, stderr

@@ -58,6 +58,19 @@ class TranscoderSettings(CommonSettings):
     job_lease_seconds: float = Field(30.0, gt=0, alias="TRANSCODER_JOB_LEASE_SECONDS")
     keep_result_seconds: int = Field(7 * 86400, ge=0, alias="TRANSCODER_KEEP_RESULT_SECONDS")
 
+    # Films: a source longer than this is cut into chunks of about TRANSCODER_CHUNK_SECONDS
+    # (whole segments), each its own job per rung group (films.py); shorter ones take the
+    # single pass. A chunk job may run TRANSCODER_CHUNK_JOB_SECONDS at most (arq's timeout;
+    # a killed worker's chunk is taken over after TRANSCODER_JOB_LEASE_SECONDS anyway).
+    film_threshold_seconds: float = Field(120.0, ge=0, alias="TRANSCODER_FILM_THRESHOLD_SECONDS")
+    chunk_seconds: float = Field(60.0, gt=0, alias="TRANSCODER_CHUNK_SECONDS")
+    chunk_job_seconds: float = Field(1800.0, gt=0, alias="TRANSCODER_CHUNK_JOB_SECONDS")
+    # How often one worker publishes which videos wait in the queue and which run (the
+    # catalog's sweeper tells "queued" from "stuck" by it).
+    queue_state_interval_seconds: float = Field(
+        30.0, gt=0, alias="TRANSCODER_QUEUE_STATE_INTERVAL_SECONDS"
+    )
+
     progress_step_percent: float = Field(5.0, gt=0, alias="TRANSCODER_PROGRESS_STEP_PERCENT")
     progress_interval_seconds: float = Field(
         5.0, gt=0, alias="TRANSCODER_PROGRESS_INTERVAL_SECONDS"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +24,19 @@ from arq.worker import Worker, func
 from fastapi import FastAPI
 
 from videoflix_shared.bus import EventBus
+from videoflix_shared.redis import prefixed_key
 from videoflix_transcoder.connections import run_connected
-from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks
+from videoflix_transcoder.events import PROGRESS_PUBLISH_TIMEOUT, queue_state_event
+from videoflix_transcoder.films import (
+    ASSEMBLY_WAIT_SECONDS,
+    FilmJob,
+    WaitForLowerRung,
+    assemble_film_group,
+    encode_film_audio,
+    encode_film_chunk,
+)
+from videoflix_transcoder.outcomes import JobOutcome, reason_to_skip, unless_stale
+from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks, queue_state
 from videoflix_transcoder.service import RetryLater, backoff_seconds, transcode_video
 from videoflix_transcoder.settings import TranscoderSettings
 
@@ -38,26 +51,98 @@ async def transcode_job(
     """arq entry point; `ctx` carries the worker's settings, bus and Redis pool."""
     settings: TranscoderSettings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
+    async with _leased(ctx):
+        try:
+            return await transcode_video(
+                settings=settings,
+                bus=ctx["bus"],
+                marks=VideoMarks(redis, settings),
+                video_id=video_id,
+                generation=generation,
+                source_path=source_path,
+                attempt=ctx["job_try"],
+                film_queue=redis,
+            )
+        except RetryLater as exc:
+            raise Retry(defer=timedelta(seconds=exc.delay)) from exc
+        except Exception as exc:
+            # E.g. Redis or the media volume away for a moment: arq must not drop the job.
+            logger.exception("transcode job %s crashed; retrying", ctx["job_id"])
+            delay = backoff_seconds(settings, ctx["job_try"])
+            raise Retry(defer=timedelta(seconds=delay)) from exc
+
+
+async def film_chunk_job(
+    ctx: dict[str, Any], *, video_id: int, generation: int, chunk: int, group: int
+) -> str:
+    return await _run_film_piece(
+        ctx,
+        video_id,
+        generation,
+        lambda job: encode_film_chunk(job, chunk_index=chunk, group=group),
+    )
+
+
+async def film_audio_job(ctx: dict[str, Any], *, video_id: int, generation: int) -> str:
+    return await _run_film_piece(ctx, video_id, generation, encode_film_audio)
+
+
+async def film_assemble_job(
+    ctx: dict[str, Any], *, video_id: int, generation: int, group: int
+) -> str:
+    return await _run_film_piece(
+        ctx, video_id, generation, lambda job: assemble_film_group(job, group=group)
+    )
+
+
+async def _run_film_piece(
+    ctx: dict[str, Any],
+    video_id: int,
+    generation: int,
+    piece: Callable[[FilmJob], Coroutine[Any, Any, str]],
+) -> str:
+    """One piece of a film (films.py) with the single pass's rules: skipped when the video
+    is deleted, re-transcoded or failed already; stopped when that happens meanwhile;
+    permanent errors fail the video at once, transient ones retry with backoff."""
+    settings: TranscoderSettings = ctx["settings"]
+    redis: ArqRedis = ctx["redis"]
+    marks = VideoMarks(redis, settings)
+    job = FilmJob(settings, ctx["bus"], redis, video_id, generation, attempt=ctx["job_try"])
+    outcome = JobOutcome(ctx["bus"], marks, settings, video_id, generation, ctx["job_try"])
+    async with _leased(ctx):
+        skip = await reason_to_skip(marks, video_id, generation, None)
+        if skip is None and await marks.saved_failure(video_id, generation) is not None:
+            skip = "the video failed already"
+        if skip:
+            if skip.startswith("superseded"):
+                shutil.rmtree(job.files.root, ignore_errors=True)
+            return f"skipped: {skip}"
+        try:
+            done = await unless_stale(marks, video_id, generation, piece(job))
+            if await marks.is_deleted(video_id):  # deleted while an assembly swapped in
+                shutil.rmtree(settings.media_root / "hls" / str(video_id), ignore_errors=True)
+                shutil.rmtree(job.files.root, ignore_errors=True)
+            return done if done is not None else "skipped: deleted or re-transcoded meanwhile"
+        except WaitForLowerRung:
+            raise Retry(defer=timedelta(seconds=ASSEMBLY_WAIT_SECONDS)) from None
+        except RetryLater as exc:
+            raise Retry(defer=timedelta(seconds=exc.delay)) from exc
+        except Exception as error:
+            try:
+                return await outcome.settle(error)
+            except RetryLater as exc:
+                raise Retry(defer=timedelta(seconds=exc.delay)) from exc
+
+
+@contextlib.asynccontextmanager
+async def _leased(ctx: dict[str, Any]) -> AsyncIterator[None]:
+    """Hold the running job's in-progress key as a lease (see the module docstring)."""
+    settings: TranscoderSettings = ctx["settings"]
     lease = asyncio.create_task(
-        hold_lease(redis, in_progress_key_prefix + ctx["job_id"], settings.job_lease_seconds)
+        hold_lease(ctx["redis"], in_progress_key_prefix + ctx["job_id"], settings.job_lease_seconds)
     )
     try:
-        return await transcode_video(
-            settings=settings,
-            bus=ctx["bus"],
-            marks=VideoMarks(redis, settings),
-            video_id=video_id,
-            generation=generation,
-            source_path=source_path,
-            attempt=ctx["job_try"],
-        )
-    except RetryLater as exc:
-        raise Retry(defer=timedelta(seconds=exc.delay)) from exc
-    except Exception as exc:
-        # E.g. Redis or the media volume away for a moment: arq must not drop the job.
-        logger.exception("transcode job %s crashed; retrying", ctx["job_id"])
-        delay = backoff_seconds(settings, ctx["job_try"])
-        raise Retry(defer=timedelta(seconds=delay)) from exc
+        yield
     finally:
         lease.cancel()
         with contextlib.suppress(BaseException):
@@ -72,9 +157,34 @@ async def hold_lease(redis: ArqRedis, in_progress_key: str, lease_seconds: float
         await asyncio.sleep(lease_seconds / 3)
 
 
+async def announce_queue_state(
+    settings: TranscoderSettings, bus: EventBus, redis: ArqRedis, stop: asyncio.Event
+) -> None:
+    """Every TRANSCODER_QUEUE_STATE_INTERVAL_SECONDS one worker (whoever takes the round's
+    lock) publishes which videos wait in the queue and which run: catalog's heartbeat of
+    the whole transcoder, and how it tells queued from stuck."""
+    interval = settings.queue_state_interval_seconds
+    lock = prefixed_key(settings, "transcoder", "queue-state-lock")
+    while not stop.is_set():
+        try:
+            if await redis.set(lock, b"1", nx=True, px=int(interval * 900)):
+                event = queue_state_event(await queue_state(redis, settings))
+                await bus.publish(event, timeout=PROGRESS_PUBLISH_TIMEOUT)
+        except Exception as exc:  # NATS or Redis away: the next round tries again
+            logger.info("queue state not announced (%s)", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
 def build_worker(settings: TranscoderSettings, pool: ArqRedis, bus: EventBus) -> Worker:
+    chunk_timeout = settings.chunk_job_seconds
     return Worker(
-        functions=[func(transcode_job, name=TRANSCODE_FUNCTION)],
+        functions=[
+            func(transcode_job, name=TRANSCODE_FUNCTION),
+            func(film_chunk_job, name="film_chunk", timeout=chunk_timeout),
+            func(film_audio_job, name="film_audio"),
+            func(film_assemble_job, name="film_assemble"),
+        ],
         redis_pool=pool,
         queue_name=settings.queue_name,
         max_jobs=settings.max_jobs,
@@ -96,6 +206,15 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
     settings: TranscoderSettings = app.state.settings
 
     async def work_off_the_queue(bus: EventBus, pool: ArqRedis) -> None:
+        announcing = asyncio.create_task(announce_queue_state(settings, bus, pool, stop))
+        try:
+            await _work(bus, pool)
+        finally:
+            announcing.cancel()
+            with contextlib.suppress(BaseException):
+                await announcing
+
+    async def _work(bus: EventBus, pool: ArqRedis) -> None:
         while not stop.is_set():
             worker = build_worker(settings, pool, bus)
             running = asyncio.create_task(worker.async_run())

@@ -390,9 +390,24 @@ function placeholder() {
   return el;
 }
 
+// A film is transcoded rung by rung: one line per rendition while any is unfinished, and
+// the estimated time until all are ready.
+function renditionProgress(video) {
+  const rungs = Object.entries(video.renditions_progress || {});
+  if (!rungs.length || rungs.every(([, percent]) => percent >= 100)) return [];
+  const list = document.createElement("span");
+  list.className = "status-detail renditions";
+  list.id = `renditions-${video.id}`;
+  list.textContent = rungs.map(([name, percent]) =>
+    `${name} ${percent >= 100 ? "ready" : `${Math.round(percent)}%`}`).join(" · ");
+  if (video.eta_seconds) list.textContent += ` — about ${Math.max(1, Math.round(video.eta_seconds / 60))} min left`;
+  return [list];
+}
+
 function renderRow(row, video) {
   const signature = JSON.stringify([video.status, video.progress, video.failure_reason, video.title,
-    video.category, video.published, video.generation, video.waiting_for]);
+    video.category, video.published, video.generation, video.waiting_for, video.renditions_progress,
+    video.queue_place, video.eta_seconds]);
   if (row.dataset.signature === signature) return;
   row.dataset.signature = signature;
   row.dataset.status = video.status;
@@ -429,7 +444,8 @@ function renderRow(row, video) {
     bar.setAttribute("aria-label", "Transcoding progress");
     const pct = document.createElement("span");
     pct.className = "status-detail";
-    pct.textContent = video.status === "uploaded" ? "Waiting for a transcoder…" : `${Math.round(video.progress)}%`;
+    const queued = video.queue_place ? `Queued (place ${video.queue_place})` : "Waiting for a transcoder…";
+    pct.textContent = video.status === "uploaded" ? queued : `${Math.round(video.progress)}%`;
     status.append(bar, pct);
   } else if (video.status === "failed") {
     const reason = document.createElement("span");
@@ -437,6 +453,7 @@ function renderRow(row, video) {
     reason.textContent = video.failure_reason || "Transcoding failed.";
     status.append(reason);
   }
+  status.append(...renditionProgress(video));
   const waiting = document.createElement("span");
   waiting.className = "status-detail waiting-for";
   waiting.id = `waiting-${video.id}`;
