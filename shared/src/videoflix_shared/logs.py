@@ -34,8 +34,8 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json") -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # uvicorn/granian bring their own handlers; route them through ours.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "granian", "arq", "nats"):
+    # uvicorn brings its own handlers; route them through ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "nats"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
