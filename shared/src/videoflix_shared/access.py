@@ -6,7 +6,7 @@
 - `redis_acl_rules`: the Redis ACL of each user (key patterns under REDIS_KEY_PREFIX and
   the command categories it needs),
 - `database_role`: the PostgreSQL role owning a service's database.
-The native launcher (deploy/devstack.py) and the compose configs (deploy/docker/) both
+The native launcher (deploy/devstack/) and the compose configs (deploy/docker/) both
 render from it, and `EventBus` uses it to provision only the streams a process owns and to
 keep its replies on a private inbox.
 
