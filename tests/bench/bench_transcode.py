@@ -98,7 +98,8 @@ def main() -> None:
             f"{kind}: baseline {baseline.wall_seconds:.1f}s, ladder {ladder.wall_seconds:.1f}s",
             file=sys.stderr,
         )
-    print_table(rows, scorer.metric)
+    if not print_table(rows, scorer.metric):
+        sys.exit(1)  # make bench fails when a target printed here is missed
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -311,7 +312,8 @@ class Scorer:
 # -- report ----------------------------------------------------------------------------------
 
 
-def print_table(rows: list[tuple[str, int, Run, Run]], metric: str) -> None:
+def print_table(rows: list[tuple[str, int, Run, Run]], metric: str) -> bool:
+    """Print the tables; True when every clip meets its target."""
     print(f"\n| clip | variant | wall s | RTF (wall/duration) | CPU s | peak MiB | {metric} 720p |")
     print("|---|---|---:|---:|---:|---:|---:|")
     summary = []
@@ -337,6 +339,7 @@ def print_table(rows: list[tuple[str, int, Run, Run]], metric: str) -> None:
     )
     print("|---|---:|---:|---:|---|")
     print("\n".join(summary))
+    return all(line.endswith("| yes |") for line in summary)
 
 
 if __name__ == "__main__":
