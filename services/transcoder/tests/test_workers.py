@@ -267,8 +267,7 @@ async def test_worker_killed_mid_chunk_costs_only_that_chunk(
     killed_job = await wait_until_async(a_later_chunk_running, timeout=120, what="chunk running")
     worker.kill()
     worker.wait(timeout=10)
-    finished = {p: p.stat().st_mtime_ns for p in work.glob("*/chunk_*.mp4")}
-    assert finished
+    assert list(work.glob("*/chunk_*.mp4"))  # some chunks had finished before the kill
 
     spawn("worker", redis_prefix=prefix, **env)
     await wait_until_async(
@@ -288,8 +287,7 @@ async def test_worker_killed_mid_chunk_costs_only_that_chunk(
     ).result_info()
     assert first is not None
     assert first.job_try == 1
-    assert not work.exists()  # removed after the last assembly; finished ones were not redone
-    assert all(mtime > 0 for mtime in finished.values())
+    assert not work.exists()  # removed after the last assembly
 
 
 async def test_deleting_a_film_mid_chunk_cancels_its_remaining_jobs(
