@@ -168,11 +168,16 @@ def chunk_command(
         f"[s{i}]scale={r.width}:{r.height},setsar=1,format=yuv420p[v{i}]"
         for i, r in enumerate(rungs)
     ]
+    # A set thread count holds for the whole chunk job, decoder and scalers included: a
+    # worker is then one core, and cores are filled by workers (one per core), which
+    # scales better than threads inside one encode. 0 lets ffmpeg decide for each part.
+    pinned = ("-threads", str(threads)) if threads > 0 else ()
     command = [
         ffmpeg_bin,
         *_QUIET,
         *("-progress", "pipe:1", "-nostats"),
-        *("-copyts", "-noaccurate_seek", "-ss", f"{seek:.3f}", "-i", str(source)),
+        *("-copyts", "-noaccurate_seek", "-ss", f"{seek:.3f}", *pinned, "-i", str(source)),
+        *(("-filter_complex_threads", str(threads)) if threads > 0 else ()),
         *("-filter_complex", ";".join(graph)),
     ]
     for i, (rendition, preset, output) in enumerate(zip(rungs, presets, outputs, strict=True)):
