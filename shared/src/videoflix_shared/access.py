@@ -158,8 +158,12 @@ def nats_permissions(p: Principal, *, subject_prefix: str, stream_prefix: str) -
 
 def _consumer_subjects(stream: str, durable: str | None) -> list[str]:
     api = "$JS.API.CONSUMER"
+    # STREAM.INFO (the stream's configuration and counters, no message): a reader whose
+    # consumer was deleted tells a re-created stream from the same one (videoflix_shared.bus).
+    stream_info = f"$JS.API.STREAM.INFO.{stream}"
     if durable is not None:  # this one consumer only: create (old and 2.9+ forms), pull, ack
         return [
+            stream_info,
             f"{api}.INFO.{stream}.{durable}",
             f"{api}.DURABLE.CREATE.{stream}.{durable}",
             f"{api}.CREATE.{stream}.{durable}",
@@ -168,6 +172,7 @@ def _consumer_subjects(stream: str, durable: str | None) -> list[str]:
             f"$JS.ACK.{stream}.{durable}.>",
         ]
     return [  # ephemeral (ordered) consumers of its own on the stream, with flow control
+        stream_info,
         f"{api}.CREATE.{stream}",
         f"{api}.CREATE.{stream}.>",
         f"{api}.INFO.{stream}.*",

@@ -3,8 +3,14 @@
 It wires what the API contract asks of all services alike: CORS for the configured
 frontend origins (echoed, never `*`, with credentials), request ids, JSON errors for every
 status (the handlers of `error_responses`: the one mapping of domain errors to HTTP), a
-request body cap, `/healthz` (liveness), `/readyz` (readiness: the service's real
-dependencies) and Prometheus `/metrics`.
+request body cap, trace context (videoflix_shared.tracing), `/healthz` (liveness),
+`/readyz` (readiness: the service's real dependencies) and Prometheus `/metrics`.
+
+Readiness means "can serve". A dependency the service cannot serve without is a required
+check: when it fails, `/readyz` answers 503. One whose outage the service absorbs (NATS
+for catalog and auth: the outbox keeps their events) is registered `required=False`: it
+reports `degraded: ...` in the detail and the answer stays 200 ("status": "degraded"), so
+routing keeps the service while operators see why (also in the metrics).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from videoflix_shared.middleware import (
     UnstorableTextMiddleware,
 )
 from videoflix_shared.settings import CommonSettings
+from videoflix_shared.tracing import TraceMiddleware, configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -66,22 +73,42 @@ class JSONCORSMiddleware(CORSMiddleware):
         )
 
 
-def register_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
-    """Add a dependency that `/readyz` checks; call it from the service's lifespan."""
+def register_readiness_check(
+    app: FastAPI, name: str, check: ReadinessCheck, *, required: bool = True
+) -> None:
+    """Add a dependency that `/readyz` checks; call it from the service's lifespan.
+    `required=False`: its failure degrades the service but leaves it ready. A check may
+    return a string: the detail `/readyz` shows for it when it passes (default "ok")."""
     app.state.readiness_checks[name] = check
+    if not required:
+        app.state.optional_readiness_checks.add(name)
+    else:
+        app.state.optional_readiness_checks.discard(name)
 
 
-async def _run_checks(checks: dict[str, ReadinessCheck], timeout: float = 2.0) -> dict[str, str]:
-    async def one(check: ReadinessCheck) -> str:
+async def _run_checks(
+    checks: dict[str, ReadinessCheck], optional: set[str], timeout: float = 2.0
+) -> dict[str, str]:
+    async def one(name: str) -> str:
         try:
-            await asyncio.wait_for(check(), timeout)
+            detail = await asyncio.wait_for(checks[name](), timeout)
         except Exception as exc:  # a readiness probe reports, it never raises
-            return f"failing: {type(exc).__name__}: {exc}"[:300]
-        return "ok"
+            verdict = "degraded" if name in optional else "failing"
+            return f"{verdict}: {type(exc).__name__}: {exc}"[:300]
+        return detail if isinstance(detail, str) and detail else "ok"
 
     names = list(checks)
-    results = await asyncio.gather(*(one(checks[n]) for n in names))
+    results = await asyncio.gather(*(one(n) for n in names))
     return dict(zip(names, results, strict=True))
+
+
+def readiness_status(results: dict[str, str]) -> str:
+    """ready, degraded (an optional check fails) or not ready (a required one fails)."""
+    if any(r.startswith("failing") for r in results.values()):
+        return "not ready"
+    if any(r.startswith("degraded") for r in results.values()):
+        return "degraded"
+    return "ready"
 
 
 def _health_router() -> APIRouter:
@@ -93,11 +120,13 @@ def _health_router() -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        results = await _run_checks(request.app.state.readiness_checks)
-        ready = all(v == "ok" for v in results.values())
+        results = await _run_checks(
+            request.app.state.readiness_checks, request.app.state.optional_readiness_checks
+        )
+        status = readiness_status(results)
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": results},
-            status_code=200 if ready else 503,
+            {"status": status, "checks": results},
+            status_code=503 if status == "not ready" else 200,
         )
 
     @router.get("/metrics")
@@ -136,6 +165,8 @@ def create_service_app(
     app.state.service_name = service
     app.state.settings = settings
     app.state.readiness_checks = {}
+    app.state.optional_readiness_checks = set()
+    configure_tracing(service, endpoint=settings.otel_exporter_otlp_endpoint)
     install_error_handlers(app)
     app.include_router(_health_router())
     for router in routers:
@@ -159,6 +190,7 @@ def create_service_app(
         max_age=600,
     )
     app.add_middleware(MetricsMiddleware, service=service, router_app=app)
+    app.add_middleware(TraceMiddleware)  # inside the request id: it may stand for the trace
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     return app
 

@@ -53,6 +53,10 @@ class CommonSettings(BaseSettings):
     # Tolerated clock difference with auth on exp / iat / nbf.
     jwt_leeway_seconds: float = Field(30.0, ge=0, alias="JWT_LEEWAY_SECONDS")
 
+    # OpenTelemetry spans over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318);
+    # empty: no spans (trace ids still carried and logged), no collector needed.
+    otel_exporter_otlp_endpoint: str = Field("", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+
     public_base_url: str = Field("http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     frontend_url: str = Field("http://127.0.0.1:5500", alias="FRONTEND_URL")
     media_root: Path = Field(Path(".data/media"), alias="MEDIA_ROOT")

@@ -106,10 +106,12 @@ def _open_resources(app: FastAPI, settings: AuthSettings, resources: LifespanSta
     app.state.auth_service = service
     app.state.event_bus = bus
     app.state.outbox_relay = relay
-    # Readiness gates routing (the container health check uses /readyz), so it checks
+    # Readiness gates routing (the container health check uses /readyz), so it requires
     # only what auth cannot serve without: its database. With NATS down events wait in
-    # the outbox, with Redis down rate limits fail open; both are logged.
+    # the outbox (reported as degraded), with Redis down rate limits fail open (logged).
     register_readiness_check(app, "database", lambda: check_database(engine))
+    register_readiness_check(app, "nats", bus.check, required=False)
+    register_readiness_check(app, "outbox", relay.check, required=False)
 
     app.state.background_tasks = [
         resources.start_task(bus.connect(), name="nats-connect"),

@@ -5,7 +5,8 @@ outbox relay, the transcoder-event consumer, the stuck-job sweeper, the cleanup 
 abandoned upload bytes and the start-up announcement of every video's playback state, and
 keeps them on `app.state`. The service starts and serves while NATS is down: the bus
 connects in the background, the relay keeps outbox rows until it can publish, and the
-consumer waits. Resumable (tus) uploads are wired in by tus.py.
+consumer waits; `/readyz` stays 200 and says "degraded" for NATS (and for an outbox
+backlog), the metrics show it. Resumable (tus) uploads are wired in by tus.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from videoflix_catalog.events import (
     TranscoderEventHandler,
     announce_access_on_start,
     consume_transcoder_events,
+    reannounce_access_into,
     run_sweeper,
 )
 from videoflix_catalog.list_cache import ListCache
@@ -69,8 +71,10 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
     )
     register_readiness_check(app, "database", lambda: check_database(engine))
     register_readiness_check(app, "redis", lambda: check_redis(redis))
-    register_readiness_check(app, "nats", bus.check)
     register_readiness_check(app, "jwks", keys.check)
+    # Uploads and edits go on while NATS is away: their events wait in the outbox.
+    register_readiness_check(app, "nats", bus.check, required=False)
+    register_readiness_check(app, "outbox", relay.check, required=False)
 
     resources.start_task(bus.connect(), name="nats-connect")
     _start_background_loops(app, settings, resources)
@@ -123,6 +127,7 @@ def _start_background_loops(
         name="announce-access",
         cancel_on_exit=False,
     )
+    bus.on_stream_recreated(reannounce_access_into(session_factory, bus, stop))
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:

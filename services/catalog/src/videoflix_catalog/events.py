@@ -8,6 +8,8 @@ state it does not show (backfill after an upgrade, rebuild of a lost stream).
 Consumes the TRANSCODER stream with the durable consumer `catalog`: progress, completed
 and failed, applied idempotently (see `service.apply_transcoder_event`).
 Also runs the stuck-job sweeper loop, which re-publishes upload events.
+A lost ACCESS stream that the bus re-creates (videoflix_shared.bus) is filled again at
+once: every video's playback state is announced into it (`reannounce_access_into`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from nats.aio.msg import Msg
@@ -133,6 +136,19 @@ async def announce_access_on_start(
             logger.info("playback state backfill waits (%r); retrying in %.0fs", exc, delay)
             await _sleep_or_stop(stop, delay)
             delay = min(delay * 2, 30)
+
+
+def reannounce_access_into(
+    session_factory: async_sessionmaker[AsyncSession], bus: EventBus, stop: asyncio.Event
+) -> Callable[[str], Awaitable[None]]:
+    """The bus's callback for a re-created stream: for ACCESS, announce every playback
+    state again (the new stream is empty; streaming would otherwise miss them)."""
+
+    async def on_recreated(stream: str) -> None:
+        if stream == ACCESS_STREAM:
+            await announce_access_on_start(session_factory, bus, stop, asyncio.Event())
+
+    return on_recreated
 
 
 async def announced_access(bus: EventBus) -> dict[int, VideoAccessChanged]:

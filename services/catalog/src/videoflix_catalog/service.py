@@ -314,6 +314,7 @@ async def create_video(
         with contextlib.suppress(OSError):
             shutil.rmtree(target.parent)
         raise
+    logger.info("video %s uploaded (%d bytes): transcode requested", video.id, source.size)
     return video
 
 
@@ -496,6 +497,14 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
     video.last_activity_at = now
     video.updated_at = now
     await session.commit()
+    if not isinstance(event, TranscodeProgress):  # progress would flood the log
+        logger.info(
+            "video %s generation %s: %s applied, status %s",
+            video.id,
+            video.generation,
+            event.subject,
+            video.status,
+        )
     return True
 
 

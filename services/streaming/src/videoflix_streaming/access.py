@@ -10,7 +10,16 @@ dict lookup and no call to catalog.
 Fail closed: until the first replay has reached the end of the stream, `AccessMap.loaded`
 is False and the endpoint serves no media (503); a video the map does not know is nobody's.
 When NATS goes away later, the map keeps the last state it saw and the feed resumes after
-the last stream sequence it applied once NATS is back.
+the last stream sequence it applied once NATS is back. A stream that was deleted and
+re-created meanwhile (its creation time changed; its sequences start again) is replayed
+from its start instead, into the same map: catalog announces every state into a re-created
+stream, and nothing could be announced while it was missing.
+
+Each announcement is applied in the trace it was published in (videoflix_shared.tracing),
+and a live change (after the first replay) is logged, so the trace of an upload ends with
+streaming's line saying who may now play it. The consumer's backlog is exported as
+`videoflix_jetstream_consumer_pending_messages{consumer="streaming"}` (one label for the
+ephemeral consumers of every process).
 """
 
 from __future__ import annotations
@@ -19,14 +28,16 @@ import asyncio
 import contextlib
 import enum
 import logging
+from datetime import datetime
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from videoflix_shared.bus import EventBus
+from videoflix_shared.bus import EventBus, record_consumer_info
 from videoflix_shared.events import ACCESS_STREAM, VideoAccessChanged, parse_event
+from videoflix_shared.tracing import TRACEPARENT, continue_trace
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +47,7 @@ FETCH_TIMEOUT_SECONDS = 1.0
 RETRY_SECONDS = 1.0
 # The server removes the ephemeral consumer of a process that went away after this long.
 CONSUMER_INACTIVE_SECONDS = 60.0
+CONSUMER_LABEL = "streaming"  # the metrics label of every process's ephemeral consumer
 
 
 class Audience(enum.Enum):
@@ -92,6 +104,7 @@ class AccessFeed:
     def __init__(self, bus: EventBus, access: AccessMap) -> None:
         self.bus = bus
         self.access = access
+        self.stream_created: datetime | None = None  # the stream last_sequence belongs to
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -116,6 +129,10 @@ class AccessFeed:
             mem_storage=True,
             num_replicas=1,
         )
+        created = (await self.bus.js.stream_info(self.bus.stream(ACCESS_STREAM))).created
+        if created != self.stream_created:  # first start, or a re-created stream
+            self.access.last_sequence = 0
+            self.stream_created = created
         if self.access.last_sequence:  # resume after what we applied, missing nothing
             config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = self.access.last_sequence + 1
@@ -135,7 +152,7 @@ class AccessFeed:
             except NatsTimeoutError:
                 # Quiet, or our consumer is gone (NATS restarted, consumer removed): a fetch
                 # from a missing consumer only times out. Asking raises NotFoundError then.
-                await sub.consumer_info()
+                record_consumer_info(await sub.consumer_info(), consumer=CONSUMER_LABEL)
                 continue
             for msg in messages:
                 self._apply(msg)
@@ -143,13 +160,21 @@ class AccessFeed:
     def _apply(self, msg: Msg) -> None:
         metadata = msg.metadata
         subject = self.bus.unprefixed(msg.subject)
-        try:
-            event = parse_event(subject, msg.data)
-        except ValueError as exc:
-            logger.error("ignoring unusable playback state on %s: %s", subject, exc)
-        else:
-            if isinstance(event, VideoAccessChanged):
-                self.access.apply(event)
+        traceparent = msg.headers.get(TRACEPARENT) if msg.headers else None
+        with continue_trace(traceparent, name=f"{subject} process"):
+            try:
+                event = parse_event(subject, msg.data)
+            except ValueError as exc:
+                logger.error("ignoring unusable playback state on %s: %s", subject, exc)
+            else:
+                if isinstance(event, VideoAccessChanged):
+                    self.access.apply(event)
+                    if self.access.loaded:  # a live change, not the start-up replay
+                        logger.info(
+                            "video %s: playable by %s",
+                            event.video_id,
+                            audience_of(event).value,
+                        )
         self.access.last_sequence = metadata.sequence.stream
         if not self.access.loaded and metadata.num_pending == 0:
             self.access.mark_loaded()

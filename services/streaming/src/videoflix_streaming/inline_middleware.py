@@ -1,5 +1,6 @@
-"""The shared middlewares' work, done inline for the HLS routes: request id, CORS grant,
-Prometheus metrics, JSON errors.
+"""The shared middlewares' work, done inline for the HLS routes: request id, trace context
+(only when a `traceparent` comes in; otherwise the request id is the trace id at no cost),
+CORS grant, Prometheus metrics, JSON errors.
 
 Why streaming does this itself: every other route of every service gets these from the
 shared app factory's middleware stack (videoflix_shared.app). On the segment hot path that
@@ -31,6 +32,7 @@ from starlette.types import Scope, Send
 
 from videoflix_shared.app import CORS_EXPOSED_HEADERS
 from videoflix_shared.middleware import LATENCY, REQUESTS
+from videoflix_shared.tracing import adopt_traceparent
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ HEADERS_READ = frozenset(
         b"if-modified-since",
         b"if-range",
         b"x-request-id",
+        b"traceparent",
     }
 )
 SERVED_METHODS = ("GET", "HEAD")
@@ -157,6 +160,9 @@ class InlineMiddleware:
         if not request_id or not is_valid_uuid4(request_id):
             request_id = REQUEST_IDS.new()
         correlation_id.set(request_id)
+        traceparent = headers.get(b"traceparent")
+        if traceparent is not None:
+            adopt_traceparent(traceparent)
         response_headers = [(b"x-request-id", request_id.encode()), (b"vary", b"Origin")]
         origin = headers.get(b"origin")
         if origin is not None:

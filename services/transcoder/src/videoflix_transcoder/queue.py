@@ -9,6 +9,10 @@ A film's pieces get ids of their own, `<prefix>transcode:<video_id>:<generation>
 (films.py); work that makes a video playable is queued ahead of higher-rung work
 (`enqueue(first=True)`). `queue_state` tells which videos wait (and their place) or run.
 
+Every job carries the trace context it was queued in (the keyword `traceparent`, added by
+`enqueue` and taken off again by the worker's `traced` wrapper): the upload's trace goes
+on through the worker's log lines, the jobs a job queues and the events it publishes.
+
 Beside the queue, two small facts per video let workers skip useless work: the newest
 generation the dispatcher has seen, and that the video was deleted.
 """
@@ -26,6 +30,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.asyncio import Redis
 
 from videoflix_shared.redis import prefixed_key
+from videoflix_shared.tracing import TRACEPARENT, current_traceparent
 from videoflix_transcoder.settings import TranscoderSettings
 
 TRANSCODE_FUNCTION = "transcode_video"
@@ -114,6 +119,9 @@ async def enqueue(
     ahead = None
     if first:
         ahead = datetime.fromtimestamp((time.time() * 1000 - PRIORITY_OFFSET_MS) / 1000, UTC)
+    traceparent = current_traceparent()
+    if traceparent is not None:
+        kwargs[TRACEPARENT] = traceparent
     job = await pool.enqueue_job(
         function,
         _job_id=job_id,

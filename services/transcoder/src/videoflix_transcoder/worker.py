@@ -4,12 +4,16 @@ More worker processes (on this host or others sharing Redis) = more throughput. 
 holds arq's in-progress key only as a short lease that it keeps renewing, so when a
 worker is killed (-9, OOM, host lost) its job is picked up again within
 TRANSCODER_JOB_LEASE_SECONDS by any worker instead of after the job timeout.
+
+Each job runs in the trace it was queued in (`traced`: the `traceparent` keyword that
+queue.enqueue adds), so its log lines and the events it publishes belong to the upload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 import signal
@@ -25,6 +29,7 @@ from fastapi import FastAPI
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.redis import prefixed_key
+from videoflix_shared.tracing import TRACEPARENT, continue_trace
 from videoflix_transcoder.connections import run_connected
 from videoflix_transcoder.events import PROGRESS_PUBLISH_TIMEOUT, queue_state_event
 from videoflix_transcoder.films import (
@@ -43,6 +48,21 @@ from videoflix_transcoder.settings import TranscoderSettings
 logger = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 2.0
+
+JobFunction = Callable[..., Coroutine[Any, Any, str]]
+
+
+def traced(function: JobFunction) -> JobFunction:
+    """The arq job `function`, run in the trace its enqueuer was in (a job queued before
+    jobs carried one starts a trace of its own)."""
+
+    @functools.wraps(function)
+    async def in_trace(ctx: dict[str, Any], **kwargs: Any) -> str:
+        traceparent = kwargs.pop(TRACEPARENT, None)
+        with continue_trace(traceparent, name=f"job {ctx['job_id']}", kind="consumer"):
+            return await function(ctx, **kwargs)
+
+    return in_trace
 
 
 async def transcode_job(
@@ -180,10 +200,10 @@ def build_worker(settings: TranscoderSettings, pool: ArqRedis, bus: EventBus) ->
     chunk_timeout = settings.chunk_job_seconds
     return Worker(
         functions=[
-            func(transcode_job, name=TRANSCODE_FUNCTION),
-            func(film_chunk_job, name="film_chunk", timeout=chunk_timeout),
-            func(film_audio_job, name="film_audio"),
-            func(film_assemble_job, name="film_assemble"),
+            func(traced(transcode_job), name=TRANSCODE_FUNCTION),
+            func(traced(film_chunk_job), name="film_chunk", timeout=chunk_timeout),
+            func(traced(film_audio_job), name="film_audio"),
+            func(traced(film_assemble_job), name="film_assemble"),
         ],
         redis_pool=pool,
         queue_name=settings.queue_name,
