@@ -42,13 +42,18 @@ class SecuredNats:
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.passwords = {p.name: secrets.token_hex(16) for p in PRINCIPALS if p.uses_nats}
+        self.operator_password = secrets.token_hex(16)
+        users = render_nats_authorization(
+            self.passwords, subject_prefix=SUBJECT_PREFIX, stream_prefix=STREAM_PREFIX
+        )
+        # plus an operator with every right (what `nats stream rm` runs as), for the tests
+        # that delete streams and consumers under the services' feet
+        operator = f'    {{ user: "operator", password: "{self.operator_password}" }}\n'
+        users = users.replace("  users = [\n", "  users = [\n" + operator, 1)
         config = directory / "nats.conf"
         config.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
-            f"jetstream {{ store_dir: {json.dumps(str(directory / 'js'))} }}\n"
-            + render_nats_authorization(
-                self.passwords, subject_prefix=SUBJECT_PREFIX, stream_prefix=STREAM_PREFIX
-            )
+            f"jetstream {{ store_dir: {json.dumps(str(directory / 'js'))} }}\n" + users
         )
         self.process = subprocess.Popen(
             [NATS_SERVER, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -69,7 +74,20 @@ class SecuredNats:
             principal=name,
             user=name,
             password=self.passwords[name] if password is None else password,
+            check_interval=0.3,
         )
+
+    async def operator(self) -> EventBus:
+        bus = EventBus(
+            url=self.url,
+            subject_prefix=SUBJECT_PREFIX,
+            stream_prefix=STREAM_PREFIX,
+            user="operator",
+            password=self.operator_password,
+            check_interval=0,
+        )
+        await bus.connect(wait=False)
+        return bus
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -261,3 +279,57 @@ async def test_streaming_replays_playback_states_from_access_but_reads_nothing_e
         await asyncio.wait_for(
             streaming.publish(VideoAccessChanged(video_id=6, published=True, ready=True)), 3
         )
+
+
+async def test_lost_streams_and_consumers_come_back_within_the_services_own_rights(
+    connect, nats_server: SecuredNats
+) -> None:
+    """The operator deletes catalog's CATALOG stream and the dispatcher's durable consumer:
+    catalog re-creates the stream, the dispatcher its consumer (telling the new stream
+    from the old by its STREAM.INFO right), and the next upload event reaches it."""
+    catalog, dispatcher = await connect("catalog"), await connect("transcoder-dispatcher")
+    got: list[int] = []
+    stop = asyncio.Event()
+
+    async def handler(msg: Msg, subject: str) -> None:
+        event = parse_event(subject, msg.data)
+        await msg.ack()
+        if isinstance(event, VideoUploaded):
+            got.append(event.video_id)
+
+    consuming = asyncio.create_task(
+        dispatcher.consume(
+            stream="CATALOG",
+            durable="transcoder-dispatcher",
+            filter_subject="catalog.video.>",
+            handler=handler,
+            stop=stop,
+        )
+    )
+    operator = await nats_server.operator()
+    try:
+        await catalog.publish(VideoUploaded(video_id=101, source_path="uploads/101/source.mp4"))
+        await wait_until_async(lambda: 101 in got, timeout=15, what="first upload event")
+        assert operator.js is not None
+        stream = operator.stream("CATALOG")
+        await operator.js.delete_consumer(stream, "transcoder-dispatcher")
+        await operator.js.delete_stream(stream)
+        await wait_until_async(
+            lambda: _exists(operator, stream), timeout=15, what="CATALOG re-created by catalog"
+        )
+        await catalog.publish(VideoUploaded(video_id=102, source_path="uploads/102/source.mp4"))
+        await wait_until_async(lambda: 102 in got, timeout=20, what="upload event after the loss")
+        assert got.count(101) == 1  # the new stream holds 102 only
+    finally:
+        stop.set()
+        await asyncio.wait_for(consuming, 10)
+        await operator.close()
+
+
+async def _exists(bus: EventBus, stream: str) -> bool:
+    assert bus.js is not None
+    try:
+        await bus.js.stream_info(stream)
+    except Exception:
+        return False
+    return True

@@ -18,11 +18,11 @@ Trace context (videoflix_shared.tracing): every publish carries the current `tra
 as a message header, and a consumer's handler runs in the trace of its message.
 
 Lost and found: an operator may delete a stream or a consumer while the services run.
-The owner of a stream checks its streams every `stream_check_interval` seconds (and when a
-publish finds no stream) and re-creates a missing one, then tells whoever registered with
-`on_stream_recreated` (catalog re-announces every playback state into a new ACCESS stream).
-A durable consumer checks itself every CONSUMER_CHECK_SECONDS; a lost one is re-created
-where it stood: after the last acknowledged message of the same stream, or from the start
+The owner of a stream checks its streams every `check_interval` seconds
+(NATS_CHECK_INTERVAL_SECONDS; and when a publish finds no stream) and re-creates a missing
+one, then tells whoever registered with `on_stream_recreated` (catalog re-announces every
+playback state into a new ACCESS stream). A durable consumer checks itself as often; a
+lost one is re-created where it stood: after the last acknowledged message of the same stream, or from the start
 of a stream that is new (consumers are idempotent, so a message seen twice is harmless).
 
 Metrics (gauges that merge across worker processes): `videoflix_nats_connected{service}`,
@@ -64,8 +64,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE_SECONDS = 14 * 24 * 3600
 AUTH_STREAM_MAX_AGE_SECONDS = 6 * 3600
-STREAM_CHECK_SECONDS = 10.0
-CONSUMER_CHECK_SECONDS = 5.0
+CHECK_INTERVAL_SECONDS = 5.0
 
 MessageHandler = Callable[[Msg, str], Awaitable[None]]  # (message, unprefixed subject)
 StreamRecreated = Callable[[str], Awaitable[None]]  # (unprefixed stream name)
@@ -110,11 +109,12 @@ class EventBus:
         user: str = "",
         password: str = "",
         max_age: dict[str, float] | None = None,
-        stream_check_interval: float = STREAM_CHECK_SECONDS,
+        check_interval: float = CHECK_INTERVAL_SECONDS,
     ) -> None:
         """`principal` None (tests, tools): provisions every stream, shared inbox prefix.
         `max_age`: retention in seconds per (unprefixed) stream name, overriding the defaults.
-        `stream_check_interval`: how often the owner looks for a lost stream (0: never)."""
+        `check_interval`: how often the owner looks for a lost stream (0: never) and a
+        consumer for its lost durable."""
         self.url = url
         self.subject_prefix = subject_prefix
         self.stream_prefix = stream_prefix
@@ -125,7 +125,7 @@ class EventBus:
         self.max_age = {AUTH_STREAM: AUTH_STREAM_MAX_AGE_SECONDS, **(max_age or {})}
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self.stream_check_interval = stream_check_interval
+        self.check_interval = check_interval
         self._stream_recreated: list[StreamRecreated] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._reactions: set[asyncio.Task[None]] = set()
@@ -148,6 +148,7 @@ class EventBus:
             user=settings.nats_user,
             password=settings.nats_password,
             max_age=max_age,
+            check_interval=settings.nats_check_interval_seconds,
         )
 
     # -- naming -----------------------------------------------------------------------------
@@ -183,7 +184,7 @@ class EventBus:
         self.js = self.nc.jetstream(timeout=5)
         self._connected.set(1)
         await self.ensure_streams()
-        if self.owned_streams and self.stream_check_interval > 0 and self._watchdog is None:
+        if self.owned_streams and self.check_interval > 0 and self._watchdog is None:
             self._watchdog = asyncio.create_task(self._watch_streams(), name="nats-streams")
 
     async def _open(self) -> NATS:
@@ -263,7 +264,7 @@ class EventBus:
 
     async def _watch_streams(self) -> None:
         while True:
-            await asyncio.sleep(self.stream_check_interval)
+            await asyncio.sleep(self.check_interval)
             if not self.is_connected:
                 continue
             try:
@@ -400,8 +401,8 @@ class EventBus:
 
 class DurableConsumer:
     """One process's pull subscription to a durable consumer: fetches, checks every
-    CONSUMER_CHECK_SECONDS that the consumer still exists (exporting its backlog), and
-    re-creates it where it stood when it is gone."""
+    `bus.check_interval` seconds that the consumer still exists (exporting its backlog),
+    and re-creates it where it stood when it is gone."""
 
     def __init__(
         self,
@@ -449,7 +450,9 @@ class DurableConsumer:
             await _sleep_or_stop(stop, 1)
             self.checked_at = 0.0
             msgs = []
-        if time.monotonic() - self.checked_at >= CONSUMER_CHECK_SECONDS:
+        if time.monotonic() - self.checked_at >= (
+            self.bus.check_interval or CHECK_INTERVAL_SECONDS
+        ):
             await self.check(stop)
         return msgs
 

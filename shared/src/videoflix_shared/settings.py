@@ -37,6 +37,9 @@ class CommonSettings(BaseSettings):
     nats_password: str = Field("", alias="NATS_PASSWORD")
     nats_subject_prefix: str = Field("", alias="NATS_SUBJECT_PREFIX")
     nats_stream_prefix: str = Field("VIDEOFLIX_", alias="NATS_STREAM_PREFIX")
+    # How often a stream's owner looks for it and a consumer for its durable: a stream or
+    # consumer deleted meanwhile is re-created (and the consumer's backlog metrics updated).
+    nats_check_interval_seconds: float = Field(5.0, gt=0, alias="NATS_CHECK_INTERVAL_SECONDS")
 
     cors_allowed_origins: str = Field(
         "http://127.0.0.1:5500,http://localhost:5500", alias="CORS_ALLOWED_ORIGINS"
