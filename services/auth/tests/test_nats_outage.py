@@ -115,7 +115,10 @@ async def test_registration_events_survive_nats_outages(
         assert (await api.register(first)).status_code == 201
         assert (await api.client.get("/healthz")).status_code == 200
         # Still ready: routing must not drop auth because NATS is away.
-        assert (await api.client.get("/readyz")).status_code == 200
+        ready = await api.client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "degraded"  # and says why
+        assert ready.json()["checks"]["nats"].startswith("degraded")
         assert not app.state.event_bus.is_connected
         assert db.query("SELECT published_at FROM outbox WHERE payload->>'email' = %s", first) == [
             (None,)

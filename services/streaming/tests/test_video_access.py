@@ -207,3 +207,30 @@ def test_every_audience_answers_the_same_way_by_cookie_and_by_bearer(
         assert by_cookie == by_bearer
         plays = audience is Audience.EVERYONE or (audience is Audience.ADMINS and is_admin)
         assert by_cookie == dict.fromkeys(EVERY_FILE, 200 if plays else 404)
+
+
+async def test_feed_follows_an_access_stream_deleted_and_recreated(
+    streaming_server, auth, make_video, access, streaming_nats_names
+):
+    """An operator deleted the ACCESS stream; its owner re-created it (sequences start at 1
+    again): the feed notices the new stream and applies its announcements from its start,
+    keeping what it knew meanwhile."""
+    make_video(215, Audience.EVERYONE)
+    make_video(216, Audience.EVERYONE)
+    bus = EventBus(
+        url=NATS_URL,
+        subject_prefix=streaming_nats_names["NATS_SUBJECT_PREFIX"],
+        stream_prefix=streaming_nats_names["NATS_STREAM_PREFIX"],
+        check_interval=0,
+    )
+    await bus.connect(wait=False)
+    try:
+        await bus.js.delete_stream(bus.stream("ACCESS"))
+    finally:
+        await bus.close()
+    # the announcer's bus owns every stream: it re-creates ACCESS as catalog's would
+    await asyncio.to_thread(access, 215, Audience.ADMINS)  # waits until the server applied it
+    async with httpx.AsyncClient(base_url=streaming_server.url) as client:
+        assert (await client.get("/api/video/215/master.m3u8", headers=auth)).status_code == 404
+        assert (await client.get("/api/video/216/master.m3u8", headers=auth)).status_code == 200
+    await asyncio.to_thread(access, 1)  # the session's video, for servers started later
