@@ -15,10 +15,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from videoflix_shared.app import create_service_app
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import VideoDeleted, VideoUploaded
+from videoflix_shared.tracing import continue_trace, parse_traceparent
 from videoflix_testing.plugin import wait_until_async
 from videoflix_transcoder import dispatcher
 from videoflix_transcoder.queue import VideoMarks, transcode_job_id
 from videoflix_transcoder.settings import TranscoderSettings
+
+UPLOAD_TRACE = "0af7651916cd43dd8448eb211c80319c"
+UPLOAD_TRACEPARENT = f"00-{UPLOAD_TRACE}-b7ad6b7169203331-01"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,8 @@ async def test_redelivered_upload_event_queues_exactly_one_job_and_is_acked(
     uploaded = VideoUploaded(
         video_id=video_id, generation=1, source_path=f"uploads/{video_id}/source.mp4"
     )
-    await event_bus.publish(uploaded)
+    with continue_trace(UPLOAD_TRACEPARENT, name="upload"):  # as catalog's relay does
+        await event_bus.publish(uploaded)
     # The catalog's outbox relay may publish again (new message, same video and generation).
     await event_bus.publish(uploaded.model_copy(update={"event_id": uuid.uuid4()}))
     job_id = transcode_job_id(dispatch_settings, video_id, 1)
@@ -76,11 +81,15 @@ async def test_redelivered_upload_event_queues_exactly_one_job_and_is_acked(
 
     queued = [j for j in await arq_pool.queued_jobs() if str(video_id) in (j.job_id or "")]
     assert [j.job_id for j in queued] == [job_id]
-    assert queued[0].kwargs == {
+    kwargs = dict(queued[0].kwargs)
+    job_trace = parse_traceparent(kwargs.pop("traceparent"))
+    assert kwargs == {
         "video_id": video_id,
         "generation": 1,
         "source_path": f"uploads/{video_id}/source.mp4",
     }
+    assert job_trace is not None
+    assert job_trace.trace_id == UPLOAD_TRACE, "the job goes on in the upload's trace"
     assert job_id.startswith(dispatch_settings.redis_key_prefix)
     marks = VideoMarks(arq_pool, dispatch_settings)
     assert await marks.newest_generation(video_id) == 1

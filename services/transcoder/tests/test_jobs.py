@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import TranscodeCompleted, TranscodeFailed, TranscodeProgress
+from videoflix_shared.tracing import TraceIdFilter, parse_traceparent
 from videoflix_testing.plugin import wait_until_async
 from videoflix_transcoder.pipeline import EncodeResult
 from videoflix_transcoder.queue import VideoMarks
 from videoflix_transcoder.service import RetryLater, delete_video_media, transcode_video
 from videoflix_transcoder.settings import TranscoderSettings
+from videoflix_transcoder.worker import traced, transcode_job
 
 from .conftest import place_upload
 
@@ -258,3 +262,57 @@ async def test_deleting_a_video_stops_its_running_encode_and_removes_everything(
     assert not (media_root / "hls" / str(video_id)).exists()
     assert not (media_root / "uploads" / str(video_id)).exists()
     assert leftovers(media_root, video_id) == []
+
+
+async def test_a_job_runs_and_announces_in_the_trace_it_was_queued_in(
+    settings: TranscoderSettings,
+    event_bus: EventBus,
+    redis: Redis,
+    media_root: Path,
+    video_id: int,
+    make_clip: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker's `traced` wrapper takes the job's `traceparent` (queue.enqueue added it):
+    the job's log lines and the events it publishes carry the upload's trace."""
+    trace_id = "5c2f2a0e9b1d4e7fa3c6d8b0e1f2a3b4"
+    source_path = place_upload(media_root, video_id, make_clip("traced.mp4", seconds=1))
+    caplog.set_level(logging.INFO)
+    lines = TraceIds()
+    logging.getLogger().addHandler(lines)
+    ctx = {"settings": settings, "redis": redis, "bus": event_bus, "job_id": "j", "job_try": 1}
+    try:
+        outcome = await traced(transcode_job)(
+            ctx,
+            video_id=video_id,
+            generation=1,
+            source_path=source_path,
+            traceparent=f"00-{trace_id}-a3ce929d0e0e4736-01",
+        )
+    finally:
+        logging.getLogger().removeHandler(lines)
+
+    assert outcome == "completed"
+    assert lines.of("videoflix_transcoder") == {trace_id}
+    assert event_bus.js is not None
+    message = await event_bus.js.get_last_msg(
+        event_bus.stream("TRANSCODER"), event_bus.subject(TranscodeCompleted.subject)
+    )
+    published_in = parse_traceparent((message.headers or {}).get("traceparent"))
+    assert published_in is not None
+    assert published_in.trace_id == trace_id
+
+
+class TraceIds(logging.Handler):
+    """The trace ids of the records it sees, per logger name prefix."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.addFilter(TraceIdFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def of(self, prefix: str) -> set[str]:
+        return {getattr(r, "trace_id", "-") for r in self.records if r.name.startswith(prefix)}
