@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -236,3 +237,62 @@ def test_without_an_endpoint_no_spans_are_made():
     with tracing.span("nothing") as handle:
         handle.set_attribute("ignored", 1)  # a no-op without spans
     assert not tracing.spans_enabled()
+
+
+class OtlpReceiver:
+    """A stand-in OTLP/HTTP collector: keeps the spans POSTed to /v1/traces."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        received = self.spans = []  # (service name, span name, trace id hex)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                if self.path != "/v1/traces":
+                    request = ExportTraceServiceRequest()  # not where OTLP/HTTP sends spans
+                for resource_spans in request.resource_spans:
+                    service = next(
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    )
+                    for scope_spans in resource_spans.scope_spans:
+                        received.extend(
+                            (service, span.name, span.trace_id.hex()) for span in scope_spans.spans
+                        )
+                self.send_response(200 if self.path == "/v1/traces" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_with_an_endpoint_spans_are_exported_over_otlp_http():
+    receiver = OtlpReceiver()
+    tracing.shutdown_tracing()
+    try:
+        assert tracing.configure_tracing("tracetest", endpoint=receiver.url)
+        response = await post(traced_app(), "/work/7")
+        tracing.shutdown_tracing()  # flushes the batch
+    finally:
+        tracing.shutdown_tracing()
+        receiver.close()
+    request_id = response.headers["x-request-id"]
+    assert ("videoflix-tracetest", "POST /work/{video_id}", request_id) in receiver.spans
