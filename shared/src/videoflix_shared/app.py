@@ -33,6 +33,7 @@ from videoflix_shared.middleware import (
     UnstorableTextMiddleware,
 )
 from videoflix_shared.settings import CommonSettings
+from videoflix_shared.workers import WORKER_HEALTHCHECK_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ def run_http_service(app_factory: str, settings: CommonSettings, *, workers: int
             proxy_headers=True,
             forwarded_allow_ips=settings.forwarded_allow_ips,
             server_header=False,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 

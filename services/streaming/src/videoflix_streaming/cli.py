@@ -29,6 +29,7 @@ import uvicorn
 
 from videoflix_shared.logs import configure_logging
 from videoflix_shared.metrics import workers_share_metrics
+from videoflix_shared.workers import WORKER_HEALTHCHECK_SECONDS
 from videoflix_streaming.http_protocol import CoalescingHttpToolsProtocol
 from videoflix_streaming.settings import StreamingSettings
 
@@ -53,6 +54,7 @@ def serve(settings: StreamingSettings, *, workers: int) -> None:
             access_log=False,
             proxy_headers=False,
             server_header=False,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 
