@@ -7,6 +7,7 @@ RUN := $(UV) run --frozen --all-packages
 
 help:
 	@echo "make up      run the whole stack natively (installs what is missing); Ctrl-C stops it"
+	@echo "             OBSERVE=1: with Prometheus scraping every process (docs/OBSERVABILITY.md)"
 	@echo "make down    stop a stack started by make up (from another terminal)"
 	@echo "make status  health of every process of a running stack"
 	@echo "make demo    upload sample videos to a running stack and wait until they play"
@@ -17,11 +18,14 @@ help:
 	@echo "make routes  regenerate gateway configs from gateway/routes.toml"
 	@echo "make privileges  regenerate compose's NATS/Redis/PostgreSQL users from videoflix_shared/access.py"
 
+# `make install` (and so `make test`, CI) installs Debian's prometheus too: its promtool
+# checks the configuration, and a test runs it. `make up` installs it only with OBSERVE=1.
 install:
-	@bash deploy/install.sh
+	@INSTALL_OBSERVE=1 bash deploy/install.sh
 
-up: install
-	$(RUN) python -m deploy.devstack up
+up:
+	@INSTALL_OBSERVE=$(if $(filter 1,$(OBSERVE)),1,0) bash deploy/install.sh
+	$(RUN) python -m deploy.devstack up $(if $(filter 1,$(OBSERVE)),--observe)
 
 down:
 	$(RUN) python -m deploy.devstack down

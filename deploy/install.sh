@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates the Python environment (uv workspace, one lock file) and installs the Debian
-# packages the stack and the tests run: ffmpeg, caddy, chromium; with INSTALL_BENCH=1 also
-# what `make bench` needs: the `bench` dependency group (imageio-ffmpeg) and what it measures
-# against (wrk, nginx). Safe to run repeatedly.
+# packages the stack and the tests run: ffmpeg, caddy, chromium; with INSTALL_OBSERVE=1 also
+# prometheus (Prometheus and promtool: `make install` and `make test` set it, `make up` with
+# OBSERVE=1); with INSTALL_BENCH=1 also what `make bench` needs: the `bench` dependency group
+# (imageio-ffmpeg) and what it measures against (wrk, nginx). Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,13 +25,21 @@ if [ "${INSTALL_BENCH:-0}" = 1 ]; then
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 fi
-if [ ${#missing[@]} -gt 0 ]; then
+# Without its recommends (node exporter): the stack needs the server and promtool only.
+lean=()
+if [ "${INSTALL_OBSERVE:-0}" = 1 ]; then
+  { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || lean+=(prometheus)
+fi
+if [ $((${#missing[@]} + ${#lean[@]})) -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
-    echo "install | please install: apt-get install ${missing[*]}" >&2; exit 1; fi
-  echo "install | apt-get install ${missing[*]}"
+    echo "install | please install: apt-get install ${missing[*]} ${lean[*]}" >&2; exit 1; fi
+  echo "install | apt-get install ${missing[*]} ${lean[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+  if [ ${#lean[@]} -gt 0 ]; then
+    $SUDO apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
+  fi
 fi
 
 # hls.js for the end-to-end browser test, pinned by tests/e2e/package-lock.json (only when

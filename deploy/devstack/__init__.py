@@ -1,6 +1,6 @@
 """The native launcher: the whole Videoflix stack as local processes, one command.
 
-    python -m deploy.devstack up      [--data-dir .data] [--port-base 8000]
+    python -m deploy.devstack up      [--data-dir .data] [--port-base 8000] [--observe]
     python -m deploy.devstack down    [--data-dir .data]
     python -m deploy.devstack infra   [--data-dir .data] [--print-env]
     python -m deploy.devstack status  [--data-dir .data] [--port-base 8000]
@@ -16,7 +16,8 @@ It creates the databases and roles, runs migrations,
 renders the Caddy config from gateway/routes.toml, runs every process under honcho with
 interleaved, prefixed logs, reports health, and on Ctrl-C or `down` stops everything it
 started, private servers included. Running it twice is harmless: a second `up` sees the
-first and says so.
+first and says so. With `--observe` (make up OBSERVE=1) Debian's Prometheus runs beside the
+stack on port base + 9, scraping every process (`observe`, docs/OBSERVABILITY.md).
 
 Configuration comes from the environment, then `.env`, then defaults derived from the
 port base (see .env.example).
@@ -24,5 +25,5 @@ port base (see .env.example).
 The parts: `config` (the process table, the stack's environment, the development admin),
 `system` (Debian packages, binaries, ports), `servers` (private PostgreSQL, Redis and NATS),
 `provision` (every process's own user on them), `supervise` (migrations, the Procfile,
-honcho, health) and `cli` (the commands above).
+honcho, health), `observe` (Prometheus' configuration) and `cli` (the commands above).
 """

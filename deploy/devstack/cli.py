@@ -13,12 +13,14 @@ import deploy.devstack
 from deploy import privileges
 from deploy.devstack.config import (
     MAIL_SINK_OFFSET,
+    PROMETHEUS,
     ROOT,
     ensure_development_admin,
     log,
     setting,
     stack_env,
 )
+from deploy.devstack.observe import observing, prepare_prometheus, stop_observing
 from deploy.devstack.provision import provision
 from deploy.devstack.servers import ensure_infra, stop_private_infra
 from deploy.devstack.supervise import (
@@ -50,6 +52,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     pid_file.write_text(str(os.getpid()))
     ensure_tools()
+    if args.observe:
+        prepare_prometheus(data_dir, args.port_base)
     env = stack_env(data_dir, args.port_base)
     ensure_development_admin(env, data_dir)
     os.environ.update(env)
@@ -62,8 +66,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         # what every process inherits: nothing with admin rights, no other process's secret
         shared_env = {k: v for k, v in os.environ.items() if k not in privileges.WITHHELD}
         run_migrations(shared_env, per_process)
-        honcho = start_honcho(write_procfile(data_dir, args.port_base, per_process), shared_env)
-        results = wait_healthy(args.port_base, honcho)
+        procfile = write_procfile(data_dir, args.port_base, per_process, observe=args.observe)
+        honcho = start_honcho(procfile, shared_env)
+        results = wait_healthy(args.port_base, honcho, observe=args.observe)
         _report(env, args.port_base, results)
         honcho.wait()
         return 0 if all_healthy(results) else 1
@@ -73,6 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         if honcho is not None:
             stop_honcho(honcho)
+        stop_observing(data_dir)
         stop_private_infra(data_dir)
         pid_file.unlink(missing_ok=True)
         log("stopped")
@@ -94,6 +100,9 @@ def _report(env: dict[str, str], port_base: int, results: dict[str, str]) -> Non
         f"dev mail     http://127.0.0.1:{port_base + MAIL_SINK_OFFSET}/messages"
         f"  (SMTP on {env['SMTP_HOST']}:{env['SMTP_PORT']})"
     )
+    if "prometheus" in results:
+        prometheus = f"http://127.0.0.1:{port_base + PROMETHEUS.port_offset}"
+        log(f"prometheus   {prometheus}/targets   (alerts: {prometheus}/alerts)")
     log("stop with Ctrl-C or `make down`")
 
 
@@ -137,7 +146,7 @@ def cmd_nats_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    results = health(args.port_base)
+    results = health(args.port_base, observe=observing(args.data_dir.resolve()))
     for name, state in results.items():
         print(f"{name:22s} {state}")
     return 0 if all_healthy(results) else 1
@@ -167,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--print-env", action="store_true", help="infra: print TEST_* exports for the test suite"
+    )
+    parser.add_argument(
+        "--observe",
+        action="store_true",
+        help="up: also run Prometheus with the stack (docs/OBSERVABILITY.md)",
     )
     args = parser.parse_args(argv)
     return COMMANDS[args.command](args)

@@ -19,13 +19,20 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class Process:
     name: str
-    command: str
+    command: str  # {data}: the data directory, {port}: its port
     port_offset: int  # HTTP port (service or health) = port base + offset
     health_path: str | None = "/healthz"
+    reads_http_port: bool = True  # a Videoflix process: its port comes as HTTP_PORT
 
 
 PROCESSES = (
-    Process("gateway", "caddy run --config {data}/Caddyfile --adapter caddyfile", 0, None),
+    Process(
+        "gateway",
+        "caddy run --config {data}/Caddyfile --adapter caddyfile",
+        0,
+        None,
+        reads_http_port=False,
+    ),
     Process("auth", "videoflix-auth serve", 1),
     Process("catalog", "videoflix-catalog serve", 2),
     Process("streaming", "videoflix-streaming serve", 3),
@@ -34,10 +41,26 @@ PROCESSES = (
     Process("mailer", "videoflix-mailer consume", 6),
     Process("mail-sink", "videoflix-mailer sink", 7),
 )
+# With `up --observe` (make up OBSERVE=1): Debian's Prometheus scraping every process, with
+# the rules of deploy/observability (deploy/devstack/observe.py renders its configuration).
+PROMETHEUS = Process(
+    "prometheus",
+    "prometheus --config.file={data}/prometheus/prometheus.yml"
+    " --storage.tsdb.path={data}/prometheus/data --storage.tsdb.retention.time=7d"
+    " --web.listen-address=127.0.0.1:{port}",
+    9,
+    "/-/ready",
+    reads_http_port=False,
+)
 MAIL_SINK_OFFSET = 7
 SMTP_SINK_OFFSET = 25
 SECURED_NATS_OFFSET = 22  # the stack's own NATS when the configured one accepts anyone
 MIGRATIONS = ("videoflix-auth migrate", "videoflix-catalog migrate")
+
+
+def processes(*, observe: bool = False) -> tuple[Process, ...]:
+    """What `up` runs: every process of the stack, and Prometheus when observing."""
+    return (*PROCESSES, PROMETHEUS) if observe else PROCESSES
 
 
 def log(msg: str) -> None:

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from deploy import privileges
-from deploy.devstack.config import MIGRATIONS, PROCESSES, ROOT, log
+from deploy.devstack.config import MIGRATIONS, ROOT, log, processes
 from gateway.generate import load_routes, render_caddyfile
 from videoflix_shared.processes import stop_process
 
@@ -27,14 +27,18 @@ def run_migrations(shared_env: dict[str, str], per_process: dict[str, dict[str, 
 
 
 def write_procfile(
-    data_dir: Path, port_base: int, per_process: dict[str, dict[str, str]] | None = None
+    data_dir: Path,
+    port_base: int,
+    per_process: dict[str, dict[str, str]] | None = None,
+    *,
+    observe: bool = False,
 ) -> Path:
     """`per_process`: each process's own credentials, sourced from a 0600 file of its own
-    (not on a command line, where `ps` would show them)."""
+    (not on a command line, where `ps` would show them). `observe`: Prometheus too."""
     lines = []
-    for p in PROCESSES:
-        cmd = p.command.format(data=data_dir)
-        if p.name != "gateway":
+    for p in processes(observe=observe):
+        cmd = p.command.format(data=data_dir, port=port_base + p.port_offset)
+        if p.reads_http_port:
             cmd = f"env HTTP_PORT={port_base + p.port_offset} {cmd}"
         # exec: honcho's SIGTERM reaches the program itself, not an intermediate shell
         cmd = f"exec {cmd}"
@@ -61,10 +65,10 @@ def stop_honcho(honcho: subprocess.Popen[bytes]) -> None:
     stop_process(honcho, timeout=HONCHO_STOP_TIMEOUT, group=True)
 
 
-def health(port_base: int) -> dict[str, str]:
+def health(port_base: int, *, observe: bool = False) -> dict[str, str]:
     """Each process's state: healthy, HTTP <status> or down (<why>)."""
     results = {}
-    for p in PROCESSES:
+    for p in processes(observe=observe):
         if p.health_path is None:
             continue
         url = f"http://127.0.0.1:{port_base + p.port_offset}{p.health_path}"
@@ -87,13 +91,17 @@ def all_healthy(results: dict[str, str]) -> bool:
 
 
 def wait_healthy(
-    port_base: int, honcho: subprocess.Popen[bytes], timeout: float = HEALTH_TIMEOUT
+    port_base: int,
+    honcho: subprocess.Popen[bytes],
+    timeout: float = HEALTH_TIMEOUT,
+    *,
+    observe: bool = False,
 ) -> dict[str, str]:
     """Health until every process is healthy, honcho exits, or `timeout` passes."""
     deadline = time.monotonic() + timeout
     results: dict[str, str] = {}
     while time.monotonic() < deadline and honcho.poll() is None:
-        results = health(port_base)
+        results = health(port_base, observe=observe)
         if all_healthy(results):
             break
         time.sleep(0.5)

@@ -204,9 +204,25 @@ def test_built_services_run_their_own_dockerfile_target_and_console_script():
         assert service["image"] == f"videoflix-{target}:local", name
 
 
-def test_only_the_gateway_and_mailpit_publish_ports():
+OBSERVE = "observe"  # the profile of Prometheus and Grafana (docs/OBSERVABILITY.md)
+
+
+def test_only_the_gateway_mailpit_and_the_observe_profile_publish_ports():
     published = {name for name, s in SERVICES.items() if s.get("ports")}
-    assert published == {"gateway", "mailpit"}
+    observing = {name for name, s in SERVICES.items() if OBSERVE in s.get("profiles", [])}
+    assert observing == {"prometheus", "grafana"}
+    assert published == {"gateway", "mailpit"} | observing
+    for name in observing:  # on this machine only
+        assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
+
+
+def test_only_prometheus_and_grafana_wait_for_a_profile():
+    profiled = {name for name, s in SERVICES.items() if s.get("profiles")}
+    assert profiled == {"prometheus", "grafana"}
+    assert all(SERVICES[name]["profiles"] == [OBSERVE] for name in profiled)
+    assert not any(
+        dep in profiled for s in SERVICES.values() if not s.get("profiles") for dep in depends_on(s)
+    )
 
 
 def test_gateway_runs_the_committed_traefik_config():

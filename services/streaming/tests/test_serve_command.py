@@ -3,46 +3,23 @@ sent from the in-memory body cache, or (cache off) read from disk per request.""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from videoflix_shared.processes import stop_process
-from videoflix_testing.plugin import free_port, wait_until
+from videoflix_testing.metrics import serving_with_workers
 
 SEGMENT = "/api/video/1/480p/seg_00000.ts"
 
 
 @pytest.fixture(scope="module", params=["128", "0"], ids=["body-cache", "from-disk"])
-def served_url(request, streaming_env) -> Iterator[str]:
+def served_url(request, streaming_env, tmp_path_factory) -> Iterator[str]:
     request.getfixturevalue("video")  # what the server is asked for
-    port = free_port()
-    env = {
-        **os.environ,
-        **streaming_env,
-        "HTTP_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-        "STREAMING_BODY_CACHE_MB": request.param,
-    }
-    process = subprocess.Popen(
-        ["videoflix-streaming", "serve", "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
-            timeout=30,
-            what="videoflix-streaming serve",
-        )
-        yield url
-    finally:
-        stop_process(process, group=True)
+    env = {**streaming_env, "LOG_LEVEL": "WARNING", "STREAMING_BODY_CACHE_MB": request.param}
+    command = ["videoflix-streaming", "serve", "--workers", "2"]
+    with serving_with_workers(command, env, tmp_path_factory.mktemp("serve")) as server:
+        yield server.url
 
 
 def test_segment_is_sent_whole(served_url, auth, video):

@@ -4,7 +4,8 @@ It wires what the API contract asks of all services alike: CORS for the configur
 frontend origins (echoed, never `*`, with credentials), request ids, JSON errors for every
 status (the handlers of `error_responses`: the one mapping of domain errors to HTTP), a
 request body cap, trace context (videoflix_shared.tracing), `/healthz` (liveness),
-`/readyz` (readiness: the service's real dependencies) and Prometheus `/metrics`.
+`/readyz` (readiness: the service's real dependencies) and Prometheus `/metrics` (for all
+of a service's worker processes at once: `videoflix_shared.metrics`).
 
 Readiness means "can serve". A dependency the service cannot serve without is a required
 check: when it fails, `/readyz` answers 503. One whose outage the service absorbs (NATS
@@ -25,11 +26,12 @@ import uvicorn
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.middleware.cors import CORSMiddleware
 
 from videoflix_shared.error_responses import install_error_handlers
 from videoflix_shared.lifespan import LifespanStack
+from videoflix_shared.metrics import exposition, forget_this_process, workers_share_metrics
 from videoflix_shared.middleware import (
     BodySizeLimitMiddleware,
     MetricsMiddleware,
@@ -38,10 +40,13 @@ from videoflix_shared.middleware import (
 )
 from videoflix_shared.settings import CommonSettings
 from videoflix_shared.tracing import TraceMiddleware, configure_tracing
+from videoflix_shared.workers import WORKER_HEALTHCHECK_SECONDS
 
 logger = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[Any]]
+MetricsRefresh = Callable[[], Awaitable[None]]
+METRICS_REFRESH_TIMEOUT_SECONDS = 2.0
 
 CORS_ALLOWED_HEADERS = [
     "Authorization",
@@ -84,6 +89,24 @@ def register_readiness_check(
         app.state.optional_readiness_checks.add(name)
     else:
         app.state.optional_readiness_checks.discard(name)
+
+
+def register_metrics_refresh(app: FastAPI, name: str, refresh: MetricsRefresh) -> None:
+    """Run `refresh` before every scrape of `/metrics`: it sets gauges whose values live
+    elsewhere (a count in Redis), so a scrape shows them as they are now. A refresh that
+    fails or takes longer than METRICS_REFRESH_TIMEOUT_SECONDS leaves its gauges as they
+    were (logged); the scrape is answered anyway."""
+    app.state.metrics_refreshes[name] = refresh
+
+
+async def _refresh_metrics(refreshes: dict[str, MetricsRefresh]) -> None:
+    async def one(name: str, refresh: MetricsRefresh) -> None:
+        try:
+            await asyncio.wait_for(refresh(), METRICS_REFRESH_TIMEOUT_SECONDS)
+        except Exception as exc:  # a scrape reports what it has, it never fails
+            logger.warning("metrics refresh %r failed: %s: %s", name, type(exc).__name__, exc)
+
+    await asyncio.gather(*(one(name, refresh) for name, refresh in refreshes.items()))
 
 
 async def _run_checks(
@@ -130,8 +153,9 @@ def _health_router() -> APIRouter:
         )
 
     @router.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        await _refresh_metrics(request.app.state.metrics_refreshes)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -155,6 +179,7 @@ def create_service_app(
         async with contextlib.AsyncExitStack() as stack:
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
+            stack.callback(forget_this_process)  # a worker's live gauges go with it
             if open_resources is not None:
                 open_resources(app, await stack.enter_async_context(LifespanStack()))
             yield
@@ -167,6 +192,7 @@ def create_service_app(
     app.state.readiness_checks = {}
     app.state.optional_readiness_checks = set()
     configure_tracing(service, endpoint=settings.otel_exporter_otlp_endpoint)
+    app.state.metrics_refreshes = {}
     install_error_handlers(app)
     app.include_router(_health_router())
     for router in routers:
@@ -241,18 +267,22 @@ def run_worker(
 
 
 def run_http_service(app_factory: str, settings: CommonSettings, *, workers: int = 1) -> None:
-    """Run an HTTP service under uvicorn (honours X-Forwarded-For from FORWARDED_ALLOW_IPS)."""
-    uvicorn.run(
-        app_factory,
-        factory=True,
-        host=settings.http_host,
-        port=settings.http_port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        server_header=False,
-    )
+    """Run an HTTP service under uvicorn (honours X-Forwarded-For from FORWARDED_ALLOW_IPS);
+    several `workers` share their metrics (`videoflix_shared.metrics`)."""
+    service = app_factory.partition(".")[0].removeprefix("videoflix_")
+    with workers_share_metrics(service, workers=workers):
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=settings.http_host,
+            port=settings.http_port,
+            workers=workers,
+            log_config=None,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            server_header=False,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
 
 
 def stop_event_on_signals() -> asyncio.Event:

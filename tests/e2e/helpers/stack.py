@@ -29,7 +29,8 @@ FRONTEND_PORT = 5500
 STACK_START_TIMEOUT = 180  # migrations + eight processes on a busy 2-core machine
 STACK_STOP_TIMEOUT = 45  # the launcher stops honcho (20 s at most), then its servers
 REFRESH_GRACE_SECONDS = 2  # the started stack's AUTH_REFRESH_REUSE_GRACE_SECONDS
-PORT_OFFSETS = (*range(8), 22, 25)  # 22: the stack's own NATS, 25: the sink's SMTP
+PORT_OFFSETS = (*range(10), 22, 25)  # 9: Prometheus, 22: the stack's own NATS, 25: SMTP sink
+PROMETHEUS_OFFSET = 9  # the launcher's `up --observe` (deploy/devstack/config.py)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Stack:
     admin_password: str
     frontend_origin: str  # where the test page is served from (a configured CORS origin)
     frontend_url: str  # what email links point at (FRONTEND_URL of the stack)
+    prometheus_url: str  # the operator's Prometheus scraping every process of the stack
 
     @property
     def frontend_port(self) -> int:
@@ -69,6 +71,8 @@ def existing_stack(base_url: str) -> Stack:
     if not (email and password):
         pytest.fail("E2E_BASE_URL is set: also set E2E_ADMIN_EMAIL and E2E_ADMIN_PASSWORD")
     frontend = f"http://127.0.0.1:{FRONTEND_PORT}"
+    port = urlsplit(base_url).port or 80
+    prometheus = os.environ.get("E2E_PROMETHEUS_URL") or f"http://127.0.0.1:{port + 9}"
     return Stack(
         base_url=base_url,
         mail_url=mail_url.rstrip("/"),
@@ -76,6 +80,7 @@ def existing_stack(base_url: str) -> Stack:
         admin_password=password,
         frontend_origin=frontend,
         frontend_url=os.environ.get("E2E_FRONTEND_URL") or frontend,
+        prometheus_url=prometheus.rstrip("/"),
     )
 
 
@@ -92,6 +97,7 @@ def launch(data_dir: Path, names: RunNames) -> Iterator[Stack]:
         admin_password=f"Admin-{secrets.token_urlsafe(12)}-9",
         frontend_origin=f"http://127.0.0.1:{frontend_port}",
         frontend_url=f"http://127.0.0.1:{FRONTEND_PORT}",
+        prometheus_url=f"http://127.0.0.1:{port_base + PROMETHEUS_OFFSET}",
     )
     overrides = stack_overrides(stack, port_base, data_dir, names)
     launcher = start_launcher(overrides)
@@ -148,7 +154,8 @@ def stack_overrides(
 
 
 def start_launcher(overrides: dict[str, str]) -> subprocess.Popen[bytes]:
-    """The launcher in a session of its own, its output in test-artifacts/e2e-stack.log."""
+    """The launcher in a session of its own, its output in test-artifacts/e2e-stack.log;
+    with Prometheus (`--observe`), as an operator runs it."""
     env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"} | overrides
     # The launcher runs the services' console scripts: they sit beside this interpreter
     # (the venv's bin), which is not on PATH when pytest is started without `uv run`.
@@ -156,7 +163,7 @@ def start_launcher(overrides: dict[str, str]) -> subprocess.Popen[bytes]:
     ARTIFACTS.mkdir(exist_ok=True)
     with open(STACK_LOG, "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "deploy.devstack", "up"],
+            [sys.executable, "-m", "deploy.devstack", "up", "--observe"],
             cwd=ROOT,
             env=env,
             stdout=log,

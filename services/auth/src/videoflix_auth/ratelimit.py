@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from videoflix_auth.metrics import RATE_LIMIT_HITS
 from videoflix_shared.errors import RateLimited
 from videoflix_shared.redis import prefixed_key
 from videoflix_shared.settings import CommonSettings
@@ -24,10 +25,28 @@ logger = logging.getLogger(__name__)
 
 TOO_MANY_ATTEMPTS = "Too many attempts. Please try again later."
 
+# The limits by name (what a refusal is counted under, videoflix_auth.metrics).
+LOGIN_PER_IP = "login:ip"
+LOGIN_PER_EMAIL = "login:email"
+REGISTER_PER_IP = "register:ip"
+RESET_PER_IP = "reset:ip"
+RESET_PER_EMAIL = "reset:email"
+EMAILS_PER_ADDRESS = "email:address"
+LIMIT_NAMES = (
+    LOGIN_PER_IP,
+    LOGIN_PER_EMAIL,
+    REGISTER_PER_IP,
+    RESET_PER_IP,
+    RESET_PER_EMAIL,
+    EMAILS_PER_ADDRESS,
+)
+for _name in LIMIT_NAMES:  # every series from the start: a 0 rather than nothing
+    RATE_LIMIT_HITS.labels(_name)
+
 
 @dataclass(frozen=True)
 class Limit:
-    name: str  # e.g. "login:ip"
+    name: str  # one of LIMIT_NAMES
     subject: str  # the IP or the email address
     max_attempts: int
     window_seconds: int
@@ -60,6 +79,7 @@ class RateLimiter:
             count, _, ttl = results[3 * i : 3 * i + 3]
             if count > limit.max_attempts:
                 retry_after = max(retry_after, ttl if ttl > 0 else limit.window_seconds)
+                RATE_LIMIT_HITS.labels(limit.name).inc()
         if retry_after:
             raise RateLimited(TOO_MANY_ATTEMPTS, retry_after=retry_after)
 

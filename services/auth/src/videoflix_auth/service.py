@@ -35,9 +35,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from videoflix_auth import events
 from videoflix_auth.keys import KeySet
+from videoflix_auth.metrics import (
+    EXISTING_ADDRESS,
+    INVALID_CREDENTIALS,
+    LOGINS,
+    REGISTERED,
+    REGISTRATIONS,
+    SUCCESS,
+    counted,
+)
 from videoflix_auth.models import ACTIVATION, PASSWORD_RESET, LinkToken, RefreshToken, User
 from videoflix_auth.passwords import PasswordHasher, password_problems
-from videoflix_auth.ratelimit import Limit, RateLimiter
+from videoflix_auth.ratelimit import (
+    EMAILS_PER_ADDRESS,
+    LOGIN_PER_EMAIL,
+    LOGIN_PER_IP,
+    REGISTER_PER_IP,
+    RESET_PER_EMAIL,
+    RESET_PER_IP,
+    Limit,
+    RateLimiter,
+)
 from videoflix_auth.settings import AuthSettings
 from videoflix_auth.tokens import (
     MAX_SECRET_LENGTH,
@@ -220,40 +238,42 @@ class AuthService:
         owner is told someone tried to register; while the account is not activated, that
         email carries a link activating this attempt's password (in case it was the owner).
         """
-        normalized = self._validated_registration(email, password, confirmed_password)
-        await self.limiter.hit(
-            Limit(
-                "register:ip",
-                client_ip,
-                self.settings.register_limit_per_ip,
-                self.settings.register_window_seconds,
-            ),
-            self._email_budget(normalized),
-        )
-        # Before the first query (no connection held), and in every branch: same time.
-        password_hash = await self.hasher.hash(password)
-        user_id = await session.scalar(
-            insert(User)
-            .values(email=normalized, password_hash=password_hash)
-            .on_conflict_do_nothing(index_elements=[User.email])
-            .returning(User.id)
-        )
-        if user_id is not None:
-            token, expires_at = await self._new_activation_link(session, user_id, password_hash)
-            add_event(
-                session,
-                events.user_registered(
-                    self.settings,
-                    user_id=user_id,
-                    email=normalized,
-                    token=token,
-                    expires_at=expires_at,
+        with counted(REGISTRATIONS, success=REGISTERED) as outcome:
+            normalized = self._validated_registration(email, password, confirmed_password)
+            await self.limiter.hit(
+                Limit(
+                    REGISTER_PER_IP,
+                    client_ip,
+                    self.settings.register_limit_per_ip,
+                    self.settings.register_window_seconds,
                 ),
+                self._email_budget(normalized),
             )
-        else:
-            await self._tell_owner_of_attempt(session, normalized, password_hash)
-        await self._commit_with_event(session)
-        return normalized
+            # Before the first query (no connection held), and in every branch: same time.
+            password_hash = await self.hasher.hash(password)
+            user_id = await session.scalar(
+                insert(User)
+                .values(email=normalized, password_hash=password_hash)
+                .on_conflict_do_nothing(index_elements=[User.email])
+                .returning(User.id)
+            )
+            if user_id is not None:
+                token, expires_at = await self._new_activation_link(session, user_id, password_hash)
+                add_event(
+                    session,
+                    events.user_registered(
+                        self.settings,
+                        user_id=user_id,
+                        email=normalized,
+                        token=token,
+                        expires_at=expires_at,
+                    ),
+                )
+            else:
+                outcome.label = EXISTING_ADDRESS
+                await self._tell_owner_of_attempt(session, normalized, password_hash)
+            await self._commit_with_event(session)
+            return normalized
 
     def _validated_registration(self, email: str, password: str, confirmed_password: str) -> str:
         """The normalised address, or InvalidInput naming every broken rule at once."""
@@ -327,39 +347,40 @@ class AuthService:
     async def login(
         self, session: AsyncSession, *, email: str, password: str, client_ip: str
     ) -> IssuedSession:
-        normalized = normalize_email(email, allow_test_domain=True)  # the admin may use .test
-        email_limit = Limit(
-            "login:email",
-            normalized or email.strip().lower(),
-            self.settings.login_limit_per_email,
-            self.settings.login_window_seconds,
-        )
-        await self.limiter.hit(
-            Limit(
-                "login:ip",
-                client_ip,
-                self.settings.login_limit_per_ip,
+        with counted(LOGINS, success=SUCCESS, refused=INVALID_CREDENTIALS):
+            normalized = normalize_email(email, allow_test_domain=True)  # the admin may use .test
+            email_limit = Limit(
+                LOGIN_PER_EMAIL,
+                normalized or email.strip().lower(),
+                self.settings.login_limit_per_email,
                 self.settings.login_window_seconds,
-            ),
-            email_limit,
-        )
-        user = None
-        if normalized is not None:
-            user = await session.scalar(select(User).where(User.email == normalized))
-            await self._release_connection(session)  # before verifying
-        if user is None:
-            await self.hasher.burn(password)
-            raise InvalidCredentials
-        if not await self.hasher.verify(user.password_hash, password) or not user.is_active:
-            raise InvalidCredentials
-        await self.limiter.reset(email_limit)
-        if self.hasher.needs_rehash(user.password_hash):
-            user.password_hash = await self.hasher.hash(password)
-        refresh_token = await self._new_refresh_token(
-            session, user_id=user.id, family_id=uuid.uuid4()
-        )
-        await session.commit()
-        return IssuedSession(user, self._access_token(user), refresh_token)
+            )
+            await self.limiter.hit(
+                Limit(
+                    LOGIN_PER_IP,
+                    client_ip,
+                    self.settings.login_limit_per_ip,
+                    self.settings.login_window_seconds,
+                ),
+                email_limit,
+            )
+            user = None
+            if normalized is not None:
+                user = await session.scalar(select(User).where(User.email == normalized))
+                await self._release_connection(session)  # before verifying
+            if user is None:
+                await self.hasher.burn(password)
+                raise InvalidCredentials
+            if not await self.hasher.verify(user.password_hash, password) or not user.is_active:
+                raise InvalidCredentials
+            await self.limiter.reset(email_limit)
+            if self.hasher.needs_rehash(user.password_hash):
+                user.password_hash = await self.hasher.hash(password)
+            refresh_token = await self._new_refresh_token(
+                session, user_id=user.id, family_id=uuid.uuid4()
+            )
+            await session.commit()
+            return IssuedSession(user, self._access_token(user), refresh_token)
 
     async def refresh(self, session: AsyncSession, *, refresh_token: str) -> IssuedSession:
         """Exchange a refresh token for a new access token and its rotated successor.
@@ -454,13 +475,13 @@ class AuthService:
         started = time.monotonic()
         await self.limiter.hit(
             Limit(
-                "reset:ip",
+                RESET_PER_IP,
                 client_ip,
                 self.settings.reset_limit_per_ip,
                 self.settings.reset_window_seconds,
             ),
             Limit(
-                "reset:email",
+                RESET_PER_EMAIL,
                 normalized,
                 self.settings.reset_limit_per_email,
                 self.settings.reset_window_seconds,
@@ -582,7 +603,7 @@ class AuthService:
         """The emails one address may be sent per window, shared by every endpoint that
         sends one (keyed on the submitted address, account or not)."""
         return Limit(
-            "email:address",
+            EMAILS_PER_ADDRESS,
             email,
             self.settings.email_limit_per_address,
             self.settings.email_window_seconds,

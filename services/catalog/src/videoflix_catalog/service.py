@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from videoflix_catalog.metrics import UPLOAD_TO_PLAYABLE, UPLOAD_TO_READY
 from videoflix_catalog.models import Category, TranscoderHeartbeat, Video, VideoStatus
 from videoflix_catalog.probe import ProbeResult, probe_video
 from videoflix_catalog.schemas import UploadForm, UploadFormSoFar, VideoUpdate
@@ -488,6 +489,7 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
         )
         await session.rollback()
         return False
+    was_playable = video.status == VideoStatus.READY.value
     changed = _apply_outcome(session, video, event)
     if not changed:
         await session.rollback()
@@ -497,6 +499,7 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
     video.last_activity_at = now
     video.updated_at = now
     await session.commit()
+    _observe_upload_timings(video, event, was_playable=was_playable)
     if not isinstance(event, TranscodeProgress):  # progress would flood the log
         logger.info(
             "video %s generation %s: %s applied, status %s",
@@ -506,6 +509,21 @@ async def apply_transcoder_event(session: AsyncSession, *, event: Event) -> bool
             video.status,
         )
     return True
+
+
+def _observe_upload_timings(video: Video, event: TranscoderOutcome, *, was_playable: bool) -> None:
+    """Upload → first playable and → ready (metrics.py), when `event` made the video so and
+    its current transcode began with its upload (sweeper retries included; an admin's
+    re-transcode, which resets `sweep_retries`, is no upload)."""
+    if video.generation - video.sweep_retries != 1:
+        return
+    if not isinstance(event, TranscodeCompleted | TranscodeRenditionReady):
+        return
+    seconds = max(0.0, (event.occurred_at - video.created_at).total_seconds())
+    if not was_playable and video.status == VideoStatus.READY.value:
+        UPLOAD_TO_PLAYABLE.observe(seconds)
+    if isinstance(event, TranscodeCompleted):
+        UPLOAD_TO_READY.observe(seconds)
 
 
 def _apply_outcome(session: AsyncSession, video: Video, event: TranscoderOutcome) -> bool:

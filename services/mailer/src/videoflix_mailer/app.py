@@ -19,11 +19,12 @@ from videoflix_mailer.emails import EmailRenderer
 from videoflix_mailer.events import consume_mail_events
 from videoflix_mailer.ledger import DeliveryLedger
 from videoflix_mailer.mailbox import Mailbox
+from videoflix_mailer.metrics import DEAD_LETTERS
 from videoflix_mailer.service import Mailer, RetryPolicy
 from videoflix_mailer.settings import MailerSettings
 from videoflix_mailer.sink import MailboxHandler, start_smtp_server
 from videoflix_mailer.smtp import SmtpSender
-from videoflix_shared.app import register_readiness_check
+from videoflix_shared.app import register_metrics_refresh, register_readiness_check
 from videoflix_shared.bus import EventBus
 from videoflix_shared.lifespan import LifespanStack, unless_stopped
 from videoflix_shared.redis import check_redis, create_redis
@@ -73,6 +74,7 @@ async def run_consumer(app: FastAPI, stop: asyncio.Event) -> None:
         register_readiness_check(app, "nats", bus.check)
         register_readiness_check(app, "redis", lambda: check_redis(redis))
         register_readiness_check(app, "smtp", mailer.sender.check)
+        register_metrics_refresh(app, "dead-letters", lambda: count_dead_letters(mailer))
         if await unless_stopped(stop, bus.connect()):
             logger.info(
                 "consuming mail events; SMTP %s:%d (%s)",
@@ -81,6 +83,11 @@ async def run_consumer(app: FastAPI, stop: asyncio.Event) -> None:
                 settings.smtp_security,
             )
             await consume_mail_events(bus=bus, mailer=mailer, settings=settings, stop=stop)
+
+
+async def count_dead_letters(mailer: Mailer) -> None:
+    """The dead-letter gauge, as Redis has it now (the CLI replays and deletes there)."""
+    DEAD_LETTERS.set(await mailer.dead_letters.count())
 
 
 async def run_sink(app: FastAPI, stop: asyncio.Event) -> None:

@@ -20,12 +20,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from videoflix_mailer.dead_letters import DeadLetter, DeadLetterStore
 from videoflix_mailer.emails import TEMPLATE_BY_SUBJECT, EmailRenderer
 from videoflix_mailer.ledger import ClaimResult, DeliveryLedger
+from videoflix_mailer.metrics import (
+    DEAD_LETTERED,
+    DUPLICATE,
+    EMAIL_DELIVERIES,
+    IGNORED,
+    RETRIED,
+    SENT,
+)
 from videoflix_mailer.smtp import DeliveryError, SmtpSender
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import Event, parse_event
@@ -35,12 +42,6 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_EVENT_VERSIONS = (1, SEALED_VERSION)  # 1: links in clear (development only)
 REDIS_ERRORS = (RedisError, OSError)
-
-EMAILS = Counter(
-    "mailer_deliveries_total",
-    "Deliveries of mail events by what became of them",
-    ["subject", "outcome"],  # outcome: sent | duplicate | retry | dead_letter | ignored
-)
 
 _jitter = secrets.SystemRandom()
 
@@ -151,7 +152,7 @@ class Mailer:
         subject = delivery.subject
         if subject not in TEMPLATE_BY_SUBJECT:
             logger.debug("ignoring %s: not a mail event", subject)
-            EMAILS.labels(subject, "ignored").inc()
+            EMAIL_DELIVERIES.labels(subject, IGNORED).inc()
             return Outcome(Verdict.ACK)
         try:
             event = read_mail_event(subject, delivery.data)
@@ -172,7 +173,7 @@ class Mailer:
             return self._retry(delivery, f"delivery ledger (Redis) unreachable: {exc}")
         if claim is ClaimResult.SENT:
             logger.info("event %s (%s) was already sent; acknowledging", event_id, subject)
-            EMAILS.labels(subject, "duplicate").inc()
+            EMAIL_DELIVERIES.labels(subject, DUPLICATE).inc()
             return Outcome(Verdict.ACK)
         if claim is ClaimResult.BUSY:
             return self._retry(delivery, f"event {event_id} is being sent by another instance")
@@ -224,13 +225,13 @@ class Mailer:
             # event until it expires. Only a redelivery after that could repeat it.
             logger.error("sent %s but could not record it in Redis: %s", event_id, exc)
         logger.info("sent %s for event %s to %s", delivery.subject, event_id, message["To"])
-        EMAILS.labels(delivery.subject, "sent").inc()
+        EMAIL_DELIVERIES.labels(delivery.subject, SENT).inc()
         return Outcome(Verdict.ACK)
 
     def _retry(self, delivery: Delivery, reason: str) -> Outcome:
         delay = self.retry.delay(delivery.attempt)
         logger.warning("%s (attempt %d); retrying in %.1fs", reason, delivery.attempt, delay)
-        EMAILS.labels(delivery.subject, "retry").inc()
+        EMAIL_DELIVERIES.labels(delivery.subject, RETRIED).inc()
         return Outcome(Verdict.RETRY, delay=delay)
 
     async def _release(self, event_id: str, token: str) -> None:
@@ -270,7 +271,7 @@ class Mailer:
             letter.event_id or "?",
             reason,
         )
-        EMAILS.labels(delivery.subject, "dead_letter").inc()
+        EMAIL_DELIVERIES.labels(delivery.subject, DEAD_LETTERED).inc()
         return Outcome(Verdict.DROP)
 
 

@@ -11,9 +11,10 @@ until it expires; 401 without one, except for a thumbnail) → who may play this
 (access.py: published and ready for everyone, ready for admins, else 404; 503 until the
 playback states are loaded) → the media library (cached metadata) → 304 / 206 / 416 / 200. The body
 comes from the library's in-memory cache when it is there (playlists always, segments and
-thumbnails within its byte budget); otherwise a whole file of up to WHOLE_READ_MAX_BYTES is
-read in one go in a worker thread (and kept in the cache when it fits), and byte ranges or
-larger files are read in chunks.
+thumbnails within its byte budget); otherwise a file that fits the cache, or a whole file of
+up to WHOLE_READ_MAX_BYTES, is read in one go in a worker thread (and kept in the cache when
+it fits), and byte ranges of larger files are read in chunks. Bytes sent and the cache's
+hits and misses are counted (metrics.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ from videoflix_streaming.inline_middleware import (
     HlsRequest,
     InlineMiddleware,
     JsonError,
+)
+from videoflix_streaming.metrics import (
+    BODY_CACHE_BYTES,
+    CACHE_HITS,
+    CACHE_MISSES,
+    CACHED_KINDS,
+    SENT_BYTES_BY_KIND,
 )
 from videoflix_streaming.service import AssetKind, MediaFile, MediaLibrary, asset_kind
 
@@ -297,15 +305,18 @@ class HlsEndpoint:
         )
 
     async def _send_body(self, send: Send, request: HlsRequest, reply: MediaReply) -> None:
-        """The bytes the reply names: from memory, else read in a worker thread (whole, or
-        in chunks for a range or a large file)."""
+        """The bytes the reply names: from memory, else read in a worker thread (whole, and
+        kept in the body cache when they fit; in chunks for a larger range or file)."""
         media = reply.media
         if request.method == "HEAD":
             body: bytes | None = b""
         else:
             body = self.library.body(media)
-            if body is None and reply.status == 200 and media.size <= WHOLE_READ_MAX_BYTES:
+            if media.kind in CACHED_KINDS:
+                (CACHE_MISSES if body is None else CACHE_HITS)[media.kind].inc()
+            if body is None and self._read_whole(reply):
                 body = await self.library.load_body(media)
+                BODY_CACHE_BYTES.set(self.library.bodies.size)
                 if body is None:  # replaced or removed since it was looked up
                     await self.middleware.send_error(send, request, NOT_FOUND)
                     return
@@ -316,6 +327,15 @@ class HlsEndpoint:
         # A whole body is sent as is (slicing all of a bytes object copies nothing).
         chunk = body[reply.offset : reply.offset + reply.length]
         await send({"type": "http.response.body", "body": chunk})
+        SENT_BYTES_BY_KIND[media.kind].inc(len(chunk))
+
+    def _read_whole(self, reply: MediaReply) -> bool:
+        """Whether to read the whole file for this reply: it fits the body cache (so the
+        next request, a range too, is served from memory), or it is a whole response small
+        enough for one read."""
+        size = reply.media.size
+        whole = reply.status == 200 and size <= WHOLE_READ_MAX_BYTES
+        return whole or self.library.bodies.admits(size)
 
     async def _send_from_disk(self, send: Send, request: HlsRequest, reply: MediaReply) -> None:
         media, offset, length = reply.media, reply.offset, reply.length
@@ -334,5 +354,6 @@ class HlsEndpoint:
                 offset += len(chunk)
                 length -= len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": length > 0})
+                SENT_BYTES_BY_KIND[media.kind].inc(len(chunk))
         finally:
             os.close(fd)

@@ -28,6 +28,8 @@ import argparse
 import uvicorn
 
 from videoflix_shared.logs import configure_logging
+from videoflix_shared.metrics import workers_share_metrics
+from videoflix_shared.workers import WORKER_HEALTHCHECK_SECONDS
 from videoflix_streaming.http_protocol import CoalescingHttpToolsProtocol
 from videoflix_streaming.settings import StreamingSettings
 
@@ -36,21 +38,24 @@ APP_FACTORY = "videoflix_streaming.app:create_app"
 
 def serve(settings: StreamingSettings, *, workers: int) -> None:
     configure_logging("streaming", level=settings.log_level, fmt=settings.log_format)
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=settings.http_host,
-        port=settings.http_port,
-        workers=workers,  # a supervisor restarts a worker that dies
-        loop="uvloop",
-        http=CoalescingHttpToolsProtocol,  # httptools; a response in one write (http_protocol.py)
-        ws="none",  # no WebSocket routes: upgrades are never attempted
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
+    # One /metrics for all workers (videoflix_shared.metrics).
+    with workers_share_metrics("streaming", workers=workers):
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=settings.http_host,
+            port=settings.http_port,
+            workers=workers,  # a supervisor restarts a worker that dies
+            loop="uvloop",
+            http=CoalescingHttpToolsProtocol,  # httptools; a response in one write
+            ws="none",  # no WebSocket routes: upgrades are never attempted
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,8 +11,9 @@ Segment and thumbnail bytes are kept in a per-process LRU bounded in bytes (`Bod
 keyed by the file's strong validator (inode, mtime in ns, size): a file replaced by a
 re-transcode has a new key, so a cached body is never stale. Sending from memory is what
 makes the hot path fast: no read and no worker thread per request, the bytes go to the
-socket as they are. A file that is not in memory is read when it is asked for and kept
-(`load_body`), so the cache fills with what is watched.
+socket as they are. A file that is not in memory is read when its bytes are asked for
+and kept (`load_body`), so the cache fills with what is watched (its hits and misses are
+counted by api.py: metrics.py).
 
 Media playlists are served with a version appended to each segment URI
 (`seg_00000.ts?v=<version>`): segments are cached by browsers as immutable, and a
@@ -158,7 +159,8 @@ class MediaLibrary:
         return None
 
     async def find(self, *, video_id: int, asset: str) -> MediaFile | None:
-        """The servable file of an asset of a video, or None if there is none."""
+        """The servable file of an asset of a video, or None if there is none (its bytes
+        are read by whoever sends them: `body`, else `load_body`)."""
         found = self.cached(video_id=video_id, asset=asset)
         if found is not None:
             return found
@@ -168,21 +170,12 @@ class MediaLibrary:
         found = await asyncio.to_thread(self._load, video_id, asset, kind)
         if found is None and kind is AssetKind.MEDIA_PLAYLIST:
             found = await asyncio.to_thread(self._load_stand_in, video_id, asset)
-        if found is not None and self._wants_body(found):
-            await self.load_body(found)
         if found is not None and self.cache_seconds > 0:
             self._cache.pop((video_id, asset), None)  # re-inserted last: order = age
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.pop(next(iter(self._cache)))  # oldest insertion first
             self._cache[(video_id, asset)] = (time.monotonic() + self.cache_seconds, found)
         return found
-
-    def _wants_body(self, media: MediaFile) -> bool:
-        return (
-            media.body is None
-            and self.bodies.admits(media.size)
-            and self.bodies.get(media.etag) is None
-        )
 
     def body(self, media: MediaFile) -> bytes | None:
         """The bytes of `media` if they are in memory (no I/O: hot path)."""
