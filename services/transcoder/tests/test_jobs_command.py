@@ -32,7 +32,9 @@ pytestmark = pytest.mark.slow
 
 def rows(table: str) -> dict[str, str]:
     """The table's lines by job id (the second column)."""
-    return {line.split()[1]: line for line in table.splitlines()[1:] if line.strip() and " " in line}
+    return {
+        line.split()[1]: line for line in table.splitlines()[1:] if line.strip() and " " in line
+    }
 
 
 async def events_of(read: Callable[..., object], video_id: int, kind: type) -> list:
