@@ -14,10 +14,11 @@ import pytest
 from arq.connections import ArqRedis
 
 from videoflix_shared.errors import Conflict, NotFound
-from videoflix_shared.events import TranscodeCompleted, TranscodeFailed
+from videoflix_shared.events import TranscodeCompleted, TranscodeFailed, VideoUploaded
 from videoflix_shared.transcode_jobs import TranscodeJobs
 from videoflix_testing.plugin import free_port, wait_until_async
 from videoflix_transcoder.chunks import FilmFiles, FilmPlan
+from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.job_control import cancel_job, retry_job
 from videoflix_transcoder.jobs import list_jobs, read_queue
 from videoflix_transcoder.queue import TRANSCODE_FUNCTION, film_job_id, transcode_job_id
@@ -25,7 +26,7 @@ from videoflix_transcoder.settings import TranscoderSettings
 
 from .conftest import Spawn, place_upload
 from .queue_helpers import gated_ffmpeg, jobs_cli, scrape, value
-from .test_workers import FILM_ENV, queue_film
+from .test_workers import FILM_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,13 @@ async def test_jobs_shows_a_films_pieces_and_cancel_then_retry_leave_no_half_wri
         **FILM_ENV,
     )
     worker_name = f"{socket.gethostname()}:{worker.pid}"
-    await queue_film(settings, arq_pool, make_clip, video_id)
+    # A film of two chunks (FILM_ENV), in two rung groups; few frames keep it quick.
+    clip = make_clip("film14.mp4", size="1280x720", seconds=14, rate=10)
+    await CatalogEventHandler(settings=settings, pool=arq_pool).enqueue_transcode(
+        VideoUploaded(
+            video_id=video_id, source_path=place_upload(settings.media_root, video_id, clip)
+        )
+    )
 
     async def two_pieces_running() -> TranscodeJobs | None:
         listing = await list_jobs(arq_pool, settings)
@@ -100,13 +107,14 @@ async def test_jobs_shows_a_films_pieces_and_cancel_then_retry_leave_no_half_wri
     assert f"chunk 0 ({plan.groups[0][0]})" in line
     assert worker_name in line
     assert "plays first" in rows(table)[film_job_id(settings, video_id, 1, "chunk:1:g0")]
-    assert "9 queued, 2 running, 0 recently failed" in table
+    waiting = 2 * len(plan.chunks) - 1
+    assert f"{waiting} queued, 2 running, 0 recently failed" in table
     refused = jobs_cli(env, "retry", chunk0, expect=2)
     assert "is running" in refused.stderr
 
     # Cancel the running chunk (without the stack's prefix): the whole film stops.
     cancelled = jobs_cli(env, "cancel", chunk0.removeprefix(prefix)).stdout
-    assert f"cancelled video {video_id} generation 1: 9 waiting job(s) dropped" in cancelled
+    assert f"cancelled video {video_id} generation 1: {waiting} waiting job(s) dropped" in cancelled
     failed = await wait_until_async(
         lambda: events_of(event_reader, video_id, TranscodeFailed), timeout=60, what="failed"
     )
@@ -122,7 +130,7 @@ async def test_jobs_shows_a_films_pieces_and_cancel_then_retry_leave_no_half_wri
     assert not (settings.media_root / "hls" / str(video_id)).exists()
     _, samples = scrape(worker_port)
     assert value(samples, "videoflix_transcode_jobs_total", outcome="cancelled") == 2
-    listing = TranscodeJobs.model_validate_json(jobs_cli(env, "--json").stdout)
+    listing = await list_jobs(arq_pool, settings)
     assert [(j.job_id, j.state, j.worker) for j in listing.failed] == [
         (chunk0, "failed", worker_name)
     ]

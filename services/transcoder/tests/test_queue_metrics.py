@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 
 from videoflix_shared.events import VideoUploaded
 from videoflix_testing.plugin import free_port, wait_until
@@ -37,16 +37,6 @@ def queue_settings(
     return make_settings(REDIS_KEY_PREFIX=f"{redis_prefix}qm{new_video_id()}:")
 
 
-@pytest.fixture
-async def queue_pool(queue_settings: TranscoderSettings) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(
-        RedisSettings.from_dsn(queue_settings.redis_url),
-        default_queue_name=queue_settings.queue_name,
-    )
-    yield pool
-    await pool.aclose()
-
-
 def queue_gauges(port: int, queue: str) -> dict[str, float | None]:
     _, samples = scrape(port)
     return {
@@ -65,7 +55,7 @@ def lint_problems(text: str) -> list[str]:
 async def test_queue_metrics_and_the_job_list_follow_jobs_as_they_are_queued_run_and_fail(
     spawn: Spawn,
     queue_settings: TranscoderSettings,
-    queue_pool: ArqRedis,
+    arq_pool: ArqRedis,
     make_clip: Callable[..., Path],
     tmp_path: Path,
 ) -> None:
@@ -86,14 +76,14 @@ async def test_queue_metrics_and_the_job_list_follow_jobs_as_they_are_queued_run
     # video at all, and a third job of normal priority behind them.
     clip = make_clip("queue-metrics.mp4", seconds=2)
     good, bad, later = new_video_id(), new_video_id(), new_video_id()
-    handler = CatalogEventHandler(settings=settings, pool=queue_pool)
+    handler = CatalogEventHandler(settings=settings, pool=arq_pool)
     for video_id, source in ((good, clip), (bad, tmp_path / "not-a-video.mp4")):
         if not source.exists():
             source.write_bytes(b"this is not a video" * 100)
         source_path = place_upload(settings.media_root, video_id, source)
         await handler.enqueue_transcode(VideoUploaded(video_id=video_id, source_path=source_path))
     await enqueue(
-        queue_pool,
+        arq_pool,
         settings,
         TRANSCODE_FUNCTION,
         transcode_job_id(settings, later, 1),
@@ -120,7 +110,7 @@ async def test_queue_metrics_and_the_job_list_follow_jobs_as_they_are_queued_run
     wait_until(lambda: queue_gauges(dispatcher_port, queue)["running"] == 1, what="the job running")
     gauges = queue_gauges(dispatcher_port, queue)
     assert (gauges["first"], gauges["normal"]) == (1, 1)
-    listing = await list_jobs(queue_pool, settings)
+    listing = await list_jobs(arq_pool, settings)
     assert [(j.video_id, j.worker, j.attempt) for j in listing.running] == [
         (good, f"{socket.gethostname()}:{worker.pid}", 1)
     ]
@@ -143,7 +133,7 @@ async def test_queue_metrics_and_the_job_list_follow_jobs_as_they_are_queued_run
     outcomes = {o: value(samples, JOBS, outcome=o) for o in ("completed", "failed", "retried")}
     assert outcomes == {"completed": 2, "failed": 1, "retried": 0}
     assert value(samples, SPEED_COUNT, rung="480p") == 2
-    failed = (await list_jobs(queue_pool, settings)).failed
+    failed = (await list_jobs(arq_pool, settings)).failed
     assert [(f.video_id, f.worker, f.attempt) for f in failed] == [
         (bad, f"{socket.gethostname()}:{worker.pid}", 1)
     ]

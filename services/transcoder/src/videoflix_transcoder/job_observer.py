@@ -48,6 +48,7 @@ from videoflix_transcoder.settings import TranscoderSettings
 logger = logging.getLogger(__name__)
 
 JobFunction = Callable[..., Awaitable[str]]
+ENCODED = "completed"  # what service.transcode_video returns after a single pass it encoded
 
 
 def observed(function_name: str, job: JobFunction) -> WorkerCoroutine:
@@ -76,7 +77,7 @@ def observed(function_name: str, job: JobFunction) -> WorkerCoroutine:
             await _quietly(_record(ctx, function_name, kwargs, None))
         elif outcome == "completed":
             elapsed = time.monotonic() - started
-            await _quietly(_observe_speed(ctx, function_name, kwargs, elapsed))
+            await _quietly(_observe_speed(ctx, function_name, kwargs, result, elapsed))
         return result
 
     return run
@@ -135,12 +136,14 @@ def _failed(entry: QueueEntry, reason: str | None) -> TranscodeJob:
 
 
 async def _observe_speed(
-    ctx: dict[str, Any], function_name: str, kwargs: dict[str, Any], elapsed: float
+    ctx: dict[str, Any], function_name: str, kwargs: dict[str, Any], result: str, elapsed: float
 ) -> None:
     settings: TranscoderSettings = ctx["settings"]
     metrics: WorkerMetrics = ctx["metrics"]
     video_id, generation = kwargs["video_id"], kwargs["generation"]
     if function_name == TRANSCODE_FUNCTION:
+        if result != ENCODED:  # a film planned, or an output found in place: no encode
+            return
         output = EncodeResult.load(hls_dir(settings.media_root, video_id))
         if output is not None and output.generation == generation and output.complete:
             metrics.observe_speed(output.renditions, output.duration_seconds, elapsed)

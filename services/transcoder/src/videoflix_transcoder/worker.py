@@ -185,19 +185,20 @@ async def announce_failure_job(ctx: dict[str, Any], *, video_id: int, generation
     """Publish the saved failure of a generation an operator cancelled (job_control.py)."""
     settings: TranscoderSettings = ctx["settings"]
     marks = VideoMarks(ctx["redis"], settings)
-    reason = await marks.saved_failure(video_id, generation)
-    if reason is None:
-        return "nothing to announce: retried meanwhile"
-    try:
-        await publish_or_retry(
-            ctx["bus"],
-            failed_event(video_id=video_id, generation=generation, reason=reason),
-            ctx["job_try"],
-            settings,
-        )
-    except RetryLater as exc:
-        raise Retry(defer=timedelta(seconds=exc.delay)) from exc
-    return f"announced: {reason}"
+    async with _leased(ctx):
+        reason = await marks.saved_failure(video_id, generation)
+        if reason is None:
+            return "nothing to announce: retried meanwhile"
+        try:
+            await publish_or_retry(
+                ctx["bus"],
+                failed_event(video_id=video_id, generation=generation, reason=reason),
+                ctx["job_try"],
+                settings,
+            )
+        except RetryLater as exc:
+            raise Retry(defer=timedelta(seconds=exc.delay)) from exc
+        return f"announced: {reason}"
 
 
 async def announce_queue_state(
