@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
-from arq.constants import result_key_prefix
+from arq.constants import job_key_prefix, result_key_prefix
 
 from videoflix_shared.errors import Conflict, NotFound
 from videoflix_transcoder.chunks import FilmFiles, FilmPlan
@@ -179,6 +179,10 @@ async def retry_job(pool: ArqRedis, settings: TranscoderSettings, job_id: str) -
         )
     plan = FilmPlan.load(FilmFiles.of(settings.media_root, video_id, generation).plan)
     source_path = await _source_path(pool, settings, video_id, generation, failures, plan)
+    # A cancellation not yet announced needs no announcing any more.
+    announcement = film_job_id(settings, video_id, generation, ANNOUNCE_PART)
+    await pool.zrem(settings.queue_name, announcement)
+    await pool.delete(job_key_prefix + announcement)
     requeued = await _requeue_generation(
         pool, settings, video_id, generation, source_path=source_path, plan=plan
     )
