@@ -4,6 +4,10 @@ More worker processes (on this host or others sharing Redis) = more throughput. 
 holds arq's in-progress key only as a short lease that it keeps renewing, so when a
 worker is killed (-9, OOM, host lost) its job is picked up again within
 TRANSCODER_JOB_LEASE_SECONDS by any worker instead of after the job timeout.
+
+Every job function runs inside job_observer.observed (its outcome and encode speed on this
+process's /metrics, its failure on the `jobs` list) and records which worker runs it with
+its lease; `announce_failure` publishes a generation an operator cancelled (docs/QUEUE.md).
 """
 
 from __future__ import annotations
