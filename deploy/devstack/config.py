@@ -75,6 +75,7 @@ def stack_env(data_dir: Path, port_base: int) -> dict[str, str]:
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "NATS_URL": "nats://127.0.0.1:4222",
         "JWKS_URL": f"http://127.0.0.1:{port_base + 1}/.well-known/jwks.json",
+        "CATALOG_TRANSCODER_JOBS_URL": f"http://127.0.0.1:{port_base + 4}/jobs",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port_base}",
         "MEDIA_ROOT": str(data_dir / "media"),
         "AUTH_KEYS_DIR": str(data_dir / "keys"),

@@ -39,6 +39,7 @@ API_PATHS = [
     ("GET", "/api/video/", "catalog", "/api/video/"),
     ("GET", "/api/video", "catalog", "/api/video"),
     ("GET", "/api/admin/videos/", "catalog", "/api/admin/videos/"),
+    ("GET", "/api/admin/transcoding/jobs/", "catalog", "/api/admin/transcoding/jobs/"),
     ("GET", "/admin/", "catalog", "/admin/"),
     ("GET", "/admin", "catalog", "/admin"),
     ("GET", "/api/video/12/480p/index.m3u8", "streaming", "/api/video/12/480p/index.m3u8"),
@@ -57,8 +58,9 @@ API_PATHS = [
 INTERNAL_PATHS = [
     *(
         f"{prefix}{endpoint}"
-        for prefix in ("", "/svc/auth", "/svc/catalog", "/svc/streaming")
-        for endpoint in ("/metrics", "/readyz", "/docs", "/openapi.json", "/redoc")
+        for prefix in ("", "/svc/auth", "/svc/catalog", "/svc/streaming", "/svc/transcoder")
+        # /jobs: the transcoder dispatcher's job list (its health port has no route at all)
+        for endpoint in ("/metrics", "/readyz", "/docs", "/openapi.json", "/redoc", "/jobs")
     ),
     "/api/admin/../../metrics",
     "/api/admin/%2e%2e/%2e%2e/metrics",

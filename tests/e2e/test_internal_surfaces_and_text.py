@@ -8,9 +8,21 @@ import json
 import httpx
 import pytest
 
-from tests.e2e.helpers import ADMIN_VIDEOS, Api, PublishedVideo, Stack, assert_error_body
+from tests.e2e.helpers import (
+    ADMIN_VIDEOS,
+    Api,
+    PublishedVideo,
+    Stack,
+    User,
+    assert_error_body,
+)
 
-INTERNAL_ENDPOINTS = ("/metrics", "/readyz", "/docs", "/openapi.json", "/redoc")
+# /jobs: the transcoder dispatcher's job list, on its health port only (admins see it
+# through catalog's /api/admin/transcoding/jobs/)
+INTERNAL_ENDPOINTS = ("/metrics", "/readyz", "/docs", "/openapi.json", "/redoc", "/jobs")
+
+
+TRANSCODING_JOBS = "/api/admin/transcoding/jobs/"
 
 
 def _get_raw(stack: Stack, raw_path: str) -> httpx.Response:
@@ -48,6 +60,19 @@ def test_public_liveness_checks_stay_reachable(stack: Stack) -> None:
         response = httpx.get(f"{stack.base_url}/svc/{service}/healthz", timeout=10)
         assert response.status_code == 200, response.text
         assert response.json() == {"status": "ok", "service": service}
+
+
+def test_the_transcode_job_list_reaches_admins_only_through_catalog(
+    stack: Stack, admin_api: Api, api: Api, active_user: User
+) -> None:
+    listing = admin_api.get(TRANSCODING_JOBS)
+    assert listing.status_code == 200, listing.text
+    body = listing.json()
+    assert body["queue"].endswith("arq:queue")
+    assert {"queued", "running", "failed", "generated_at"} <= set(body)
+    assert_error_body(httpx.get(f"{stack.base_url}{TRANSCODING_JOBS}", timeout=10), 401)
+    api.login_ok(active_user.email, active_user.password)
+    assert_error_body(api.get(TRANSCODING_JOBS), 403)
 
 
 UNSTORABLE = ["a\u0000b", "a\ud800b"]

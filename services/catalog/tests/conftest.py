@@ -25,8 +25,10 @@ from videoflix_shared.db import run_migrations
 from videoflix_shared.events import Event, TranscodeCompleted, parse_event
 from videoflix_testing.cleanup import delete_nats_streams
 from videoflix_testing.clients import asgi_client
-from videoflix_testing.plugin import wait_until_async
+from videoflix_testing.plugin import free_port, wait_until_async
 from videoflix_testing.tokens import TestTokenIssuer
+
+from .transcoder_helpers import Dispatcher
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 CSRF = "test-csrf-token"
@@ -42,6 +44,9 @@ def catalog_env(common_env: dict[str, str], make_database: Callable[[str], str])
         "CATALOG_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         # The suite drives the sweeper itself; the background loop stays out of the way.
         "CATALOG_SWEEP_INTERVAL_SECONDS": "3600",
+        # No transcoder runs beside the shared app (a port nothing listens on), never one
+        # of a `make up` on this machine; tests that want one start their own.
+        "CATALOG_TRANSCODER_JOBS_URL": f"http://127.0.0.1:{free_port()}/jobs",
     }
 
 
@@ -71,6 +76,32 @@ def fresh_catalog_env(
     yield factory
     for env in envs:
         delete_nats_streams(env["NATS_URL"], env)
+
+
+@pytest.fixture(scope="session")
+def catalog_with_dispatcher(
+    fresh_catalog_env: Callable[..., dict[str, str]],
+    redis_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str], tuple[dict[str, str], Dispatcher]]]:
+    """Factory: the environment of a catalog of its own (`fresh_catalog_env`) whose admin
+    API asks a real transcoder dispatcher, started on the same streams, for its job list."""
+    started: list[Dispatcher] = []
+
+    def factory(name: str) -> tuple[dict[str, str], Dispatcher]:
+        port = free_port()
+        env = fresh_catalog_env(name, CATALOG_TRANSCODER_JOBS_URL=f"http://127.0.0.1:{port}/jobs")
+        log = tmp_path_factory.mktemp("dispatcher") / f"{name}.log"
+        dispatcher = Dispatcher.start(
+            env, port=port, redis_prefix=f"{redis_prefix}{name}:", log=log
+        )
+        started.append(dispatcher)
+        return env, dispatcher
+
+    yield factory
+    for dispatcher in started:
+        dispatcher.stop()
+        dispatcher.forget_its_jobs()
 
 
 def make_settings(env: dict[str, str], **overrides: str) -> CatalogSettings:

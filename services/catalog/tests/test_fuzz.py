@@ -18,8 +18,10 @@ from videoflix_testing.fuzz import FUZZ_SETTINGS, openapi_of, send_and_check
 
 
 @pytest.fixture(scope="module")
-def fuzz_client(fresh_catalog_env, token_issuer):
-    app = create_app(CatalogSettings(**fresh_catalog_env("catalog_fuzz")))
+def fuzz_client(catalog_with_dispatcher, token_issuer):
+    # A real transcoder dispatcher answers the admin API's job list (no 503 for want of one).
+    env, _ = catalog_with_dispatcher("catalog_fuzz")
+    app = create_app(CatalogSettings(**env))
     bearer = token_issuer.token(user_id=1, email="admin@example.com", is_admin=True)
     with TestClient(app, base_url="http://testserver") as client:
         client.headers["Authorization"] = f"Bearer {bearer}"

@@ -234,8 +234,10 @@ def run_worker(
     service: str,
     settings: CommonSettings,
     work: Callable[[FastAPI, asyncio.Event], Awaitable[None]],
+    routers: Sequence[APIRouter] = (),
 ) -> None:
-    """Run a long-running worker with a health port (`/healthz`, `/readyz`, `/metrics`).
+    """Run a long-running worker with a health port (`/healthz`, `/readyz`, `/metrics`, and
+    the internal `routers` of the worker, if any).
 
     `work(app, stop)` does the job until `stop` is set (SIGTERM/SIGINT); it registers its
     readiness checks on `app` with `register_readiness_check`.
@@ -246,7 +248,7 @@ def run_worker(
 
     async def main() -> None:
         stop = stop_event_on_signals()
-        app = create_service_app(service=service, settings=settings)
+        app = create_service_app(service=service, settings=settings, routers=routers)
         config = uvicorn.Config(
             app,
             host=settings.http_host,

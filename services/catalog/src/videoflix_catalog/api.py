@@ -25,9 +25,11 @@ from videoflix_catalog.schemas import (
     public_list_row,
 )
 from videoflix_catalog.settings import CatalogSettings
+from videoflix_catalog.transcoder_jobs import TranscoderJobs
 from videoflix_catalog.uploads import check_declared_length, receive_upload
 from videoflix_shared.db import Session
 from videoflix_shared.security import Admin, Authenticated
+from videoflix_shared.transcode_jobs import TranscodeJobs
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 UPLOAD_PATH = "/api/admin/videos/upload/"
@@ -56,8 +58,14 @@ async def get_list_cache(request: Request) -> ListCache:
     return cache
 
 
+async def get_transcoder_jobs(request: Request) -> TranscoderJobs:
+    jobs: TranscoderJobs = request.app.state.transcoder_jobs
+    return jobs
+
+
 Settings = Annotated[CatalogSettings, Depends(get_settings)]
 Cache = Annotated[ListCache, Depends(get_list_cache)]
+Transcoder = Annotated[TranscoderJobs, Depends(get_transcoder_jobs)]
 
 public = APIRouter(tags=["videos"])
 admin = APIRouter(prefix="/api/admin", tags=["admin"], responses=ERRORS)
@@ -261,6 +269,19 @@ async def rename_category(
 async def delete_category(category_id: CategoryId, _: Admin, session: Session) -> Response:
     await service.delete_category(session, category_id=category_id)
     return Response(status_code=204)
+
+
+# -- admin: the transcode queue ----------------------------------------------------------
+
+
+@admin.get(
+    "/transcoding/jobs/",
+    response_model=TranscodeJobs,
+    responses={503: {"model": Detail, "description": "The transcoder cannot be reached"}},
+    summary="The transcoder's queued, running and recently failed jobs (read-only)",
+)
+async def transcoding_jobs(_: Admin, transcoder: Transcoder) -> TranscodeJobs:
+    return await transcoder.fetch()
 
 
 # -- admin page ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Catalog service: the app factory and its lifespan.
 
 The lifespan creates the database engine, Redis, the token verifier, the event bus, the
-outbox relay, the transcoder-event consumer, the stuck-job sweeper, the cleanup loop of
+client of the transcoder's job list (transcoder_jobs.py), the outbox relay, the transcoder-event consumer, the stuck-job sweeper, the cleanup loop of
 abandoned upload bytes and the start-up announcement of every video's playback state, and
 keeps them on `app.state`. The service starts and serves while NATS is down: the bus
 connects in the background, the relay keeps outbox rows until it can publish, and the
@@ -28,6 +28,7 @@ from videoflix_catalog.events import (
 )
 from videoflix_catalog.list_cache import ListCache
 from videoflix_catalog.settings import CatalogSettings
+from videoflix_catalog.transcoder_jobs import TranscoderJobs
 from videoflix_catalog.tus import install_tus
 from videoflix_catalog.tus_store import run_upload_sweeper
 from videoflix_shared.app import create_service_app, register_readiness_check
@@ -57,10 +58,13 @@ def _open_resources(app: FastAPI, settings: CatalogSettings, resources: Lifespan
     # add_event() wakes the relay so uploads go out without waiting for its next poll.
     session_factory.configure(info={"outbox_wake": relay.wake})
     list_cache = ListCache.from_settings(redis, settings)
+    transcoder_jobs = TranscoderJobs.open(settings.transcoder_jobs_url)
+    resources.push_async_callback(transcoder_jobs.close)
 
     app.state.session_factory = session_factory
     app.state.redis = redis
     app.state.list_cache = list_cache
+    app.state.transcoder_jobs = transcoder_jobs
     app.state.event_bus = bus
     app.state.access_backfilled = asyncio.Event()  # set once the start-up backfill is staged
     app.state.token_verifier = TokenVerifier(

@@ -42,3 +42,8 @@ class CatalogSettings(CommonSettings):
     upload_leftover_grace_seconds: float = Field(
         3600.0, gt=0, alias="CATALOG_UPLOAD_LEFTOVER_GRACE_SECONDS"
     )
+    # The admin page's "Transcoding" panel: the job list the transcoder's dispatcher serves
+    # on its internal health port (transcoder_jobs.py); it is never on the gateway.
+    transcoder_jobs_url: str = Field(
+        "http://127.0.0.1:8004/jobs", alias="CATALOG_TRANSCODER_JOBS_URL"
+    )

@@ -39,6 +39,7 @@ async def run_connected(
             return
         resources.push_async_callback(_close_quietly, pool)
         app.state.event_bus = bus
+        app.state.redis = pool  # the dispatcher's `GET /jobs` reads the queue with it
         register_readiness_check(app, "nats", bus.check)
         register_readiness_check(app, "redis", pool.ping)
         await work(bus, pool)

@@ -4,6 +4,9 @@ A durable JetStream consumer ("transcoder-dispatcher") on the CATALOG stream. An
 becomes one arq job whose id is deterministic per (video, generation), so a redelivered
 event never queues a second job; the message is acknowledged only after Redis took the
 job (or the deletion is done), so nothing is lost when Redis is down: NATS redelivers.
+
+Its health port also serves the queue for operators: the queue's gauges on `/metrics`
+(metrics.QueueCollector) and the read-only job list on `GET /jobs` (api.py).
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import logging
 from arq.connections import ArqRedis
 from fastapi import FastAPI
 from nats.aio.msg import Msg
+from prometheus_client import REGISTRY
 
 from videoflix_shared.bus import EventBus, parse_or_drop
 from videoflix_shared.events import CATALOG_STREAM, VideoDeleted, VideoUploaded
 from videoflix_transcoder.connections import run_connected
+from videoflix_transcoder.metrics import QueueCollector
 from videoflix_transcoder.queue import (
     TRANSCODE_FUNCTION,
     VideoMarks,
@@ -93,4 +98,10 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
             stop=stop,
         )
 
-    await run_connected(app, stop, principal="transcoder-dispatcher", work=dispatch)
+    # The queue's gauges on this process's /metrics, read from Redis at scrape time.
+    collector = QueueCollector(settings)
+    REGISTRY.register(collector)
+    try:
+        await run_connected(app, stop, principal="transcoder-dispatcher", work=dispatch)
+    finally:
+        REGISTRY.unregister(collector)

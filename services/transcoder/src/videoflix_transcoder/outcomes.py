@@ -195,8 +195,10 @@ class JobOutcome:
 async def unless_stale(
     marks: VideoMarks, video_id: int, generation: int, work: Coroutine[Any, Any, T]
 ) -> T | None:
-    """Run `work`, but stop it (None) as soon as the video is deleted or a newer generation
-    of it was queued: a re-transcode or a deletion cancels running encodes within seconds."""
+    """Run `work`, but stop it (None) as soon as the video is deleted, a newer generation
+    of it was queued or this generation failed (another piece of a film failed, or an
+    operator cancelled it: job_control.py): a re-transcode, a deletion or a cancellation
+    stops running encodes within seconds."""
     task = asyncio.create_task(work)
     try:
         while True:
@@ -209,6 +211,9 @@ async def unless_stale(
                     return None
                 if await marks.newest_generation(video_id) > generation:
                     logger.info("video %s was re-transcoded: stopping its encode", video_id)
+                    return None
+                if await marks.saved_failure(video_id, generation) is not None:
+                    logger.info("video %s failed or was cancelled: stopping its encode", video_id)
                     return None
     finally:
         if not task.done():

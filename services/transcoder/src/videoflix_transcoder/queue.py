@@ -87,6 +87,10 @@ class VideoMarks:
         value = await self.redis.get(self._key(video_id, f"failed:{generation}"))
         return value.decode() if value else None
 
+    async def clear_failure(self, video_id: int, generation: int) -> None:
+        """An operator retries the failed generation (job_control.retry_job)."""
+        await self.redis.delete(self._key(video_id, f"failed:{generation}"))
+
 
 # -- priorities and film jobs -----------------------------------------------------------
 
@@ -165,10 +169,16 @@ def parse_job_id(settings: TranscoderSettings, job_id: str) -> tuple[int, int] |
 
 
 async def cancel_queued_jobs(
-    redis: Redis, settings: TranscoderSettings, video_id: int, *, below_generation: int = 0
+    redis: Redis,
+    settings: TranscoderSettings,
+    video_id: int,
+    *,
+    below_generation: int = 0,
+    generation: int = 0,
 ) -> int:
-    """Drop the video's waiting jobs (of generations below `below_generation`; all when 0).
-    Running ones see the deletion or the newer generation themselves and stop."""
+    """Drop the video's waiting jobs (of generations below `below_generation`, or of
+    `generation` only; all when both are 0). Running ones see the deletion, the newer
+    generation or the generation's failure themselves and stop (outcomes.unless_stale)."""
     cancelled = 0
     for raw in await redis.zrange(settings.queue_name, 0, -1):
         job_id = raw.decode()
@@ -176,6 +186,8 @@ async def cancel_queued_jobs(
         if parsed is None or parsed[0] != video_id:
             continue
         if below_generation and parsed[1] >= below_generation:
+            continue
+        if generation and parsed[1] != generation:
             continue
         if await redis.exists(in_progress_key_prefix + job_id):
             continue

@@ -167,7 +167,7 @@ async def _encode_single_pass(
         )
         await reporter.close()
         if result is None:
-            return "skipped: the video was deleted during the encode"
+            return "skipped: the video was deleted, re-transcoded or cancelled during the encode"
         result.save(work_dir)
         skip = await reason_to_skip(marks, video_id, generation, EncodeResult.load(final_dir))
         if skip:

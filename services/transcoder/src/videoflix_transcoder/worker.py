@@ -5,6 +5,9 @@ holds arq's in-progress key only as a short lease that it keeps renewing, so whe
 worker is killed (-9, OOM, host lost) its job is picked up again within
 TRANSCODER_JOB_LEASE_SECONDS by any worker instead of after the job timeout.
 
+Every job function runs inside job_observer.observed (its outcome and encode speed on this
+process's /metrics, its failure on the `jobs` list) and records which worker runs it with
+its lease; `announce_failure` publishes a generation an operator cancelled (docs/QUEUE.md).
 Each job runs in the trace it was queued in (`traced`: the `traceparent` keyword that
 queue.enqueue adds), so its log lines and the events it publishes belong to the upload.
 """
@@ -26,12 +29,17 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.redis import prefixed_key
 from videoflix_shared.tracing import TRACEPARENT, continue_trace
 from videoflix_transcoder.connections import run_connected
-from videoflix_transcoder.events import PROGRESS_PUBLISH_TIMEOUT, queue_state_event
+from videoflix_transcoder.events import (
+    PROGRESS_PUBLISH_TIMEOUT,
+    failed_event,
+    queue_state_event,
+)
 from videoflix_transcoder.films import (
     ASSEMBLY_WAIT_SECONDS,
     FilmJob,
@@ -40,7 +48,16 @@ from videoflix_transcoder.films import (
     encode_film_audio,
     encode_film_chunk,
 )
-from videoflix_transcoder.outcomes import JobOutcome, reason_to_skip, unless_stale
+from videoflix_transcoder.job_control import ANNOUNCE_FUNCTION
+from videoflix_transcoder.job_observer import ObservedWorker, observed
+from videoflix_transcoder.jobs import note_running
+from videoflix_transcoder.metrics import WorkerMetrics
+from videoflix_transcoder.outcomes import (
+    JobOutcome,
+    publish_or_retry,
+    reason_to_skip,
+    unless_stale,
+)
 from videoflix_transcoder.queue import TRANSCODE_FUNCTION, VideoMarks, queue_state
 from videoflix_transcoder.service import RetryLater, backoff_seconds, transcode_video
 from videoflix_transcoder.settings import TranscoderSettings
@@ -142,7 +159,9 @@ async def _run_film_piece(
             if await marks.is_deleted(video_id):  # deleted while an assembly swapped in
                 shutil.rmtree(settings.media_root / "hls" / str(video_id), ignore_errors=True)
                 shutil.rmtree(job.files.root, ignore_errors=True)
-            return done if done is not None else "skipped: deleted or re-transcoded meanwhile"
+            if done is None:
+                return "skipped: deleted, re-transcoded or cancelled meanwhile"
+            return done
         except WaitForLowerRung:
             raise Retry(defer=timedelta(seconds=ASSEMBLY_WAIT_SECONDS)) from None
         except RetryLater as exc:
@@ -156,25 +175,53 @@ async def _run_film_piece(
 
 @contextlib.asynccontextmanager
 async def _leased(ctx: dict[str, Any]) -> AsyncIterator[None]:
-    """Hold the running job's in-progress key as a lease (see the module docstring)."""
+    """Hold the running job's in-progress key as a lease (see the module docstring), and
+    the record of which worker runs it (jobs.note_running) with it."""
     settings: TranscoderSettings = ctx["settings"]
-    lease = asyncio.create_task(
-        hold_lease(ctx["redis"], in_progress_key_prefix + ctx["job_id"], settings.job_lease_seconds)
-    )
+    redis: ArqRedis = ctx["redis"]
+    keys = [in_progress_key_prefix + ctx["job_id"]]
+    with contextlib.suppress(Exception):  # the `jobs` list shows no worker then, that is all
+        keys.append(await note_running(redis, settings, ctx["job_id"], attempt=ctx["job_try"]))
+    lease = asyncio.create_task(hold_lease(redis, keys, settings.job_lease_seconds))
     try:
         yield
     finally:
         lease.cancel()
         with contextlib.suppress(BaseException):
             await lease
+        with contextlib.suppress(Exception):  # else it expires with the lease
+            await redis.delete(*keys[1:])
 
 
-async def hold_lease(redis: ArqRedis, in_progress_key: str, lease_seconds: float) -> None:
-    """Keep the job's in-progress key alive for `lease_seconds` past the last renewal."""
+async def hold_lease(redis: ArqRedis, keys: list[str], lease_seconds: float) -> None:
+    """Keep the job's `keys` alive for `lease_seconds` past the last renewal."""
     while True:
         with contextlib.suppress(Exception):  # Redis briefly away: the lease has slack
-            await redis.pexpire(in_progress_key, int(lease_seconds * 1000))
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.pexpire(key, int(lease_seconds * 1000))
+                await pipe.execute()
         await asyncio.sleep(lease_seconds / 3)
+
+
+async def announce_failure_job(ctx: dict[str, Any], *, video_id: int, generation: int) -> str:
+    """Publish the saved failure of a generation an operator cancelled (job_control.py)."""
+    settings: TranscoderSettings = ctx["settings"]
+    marks = VideoMarks(ctx["redis"], settings)
+    async with _leased(ctx):
+        reason = await marks.saved_failure(video_id, generation)
+        if reason is None:
+            return "nothing to announce: retried meanwhile"
+        try:
+            await publish_or_retry(
+                ctx["bus"],
+                failed_event(video_id=video_id, generation=generation, reason=reason),
+                ctx["job_try"],
+                settings,
+            )
+        except RetryLater as exc:
+            raise Retry(defer=timedelta(seconds=exc.delay)) from exc
+        return f"announced: {reason}"
 
 
 async def announce_queue_state(
@@ -196,14 +243,27 @@ async def announce_queue_state(
             await asyncio.wait_for(stop.wait(), interval)
 
 
-def build_worker(settings: TranscoderSettings, pool: ArqRedis, bus: EventBus) -> Worker:
+def build_worker(
+    settings: TranscoderSettings,
+    pool: ArqRedis,
+    bus: EventBus,
+    metrics: WorkerMetrics | None = None,
+) -> Worker:
+    """arq's worker with the transcoder's job functions; `metrics`: the process's (its
+    health port serves them), by default a set of its own that nothing serves."""
     chunk_timeout = settings.chunk_job_seconds
-    return Worker(
+    metrics = metrics or WorkerMetrics(CollectorRegistry())
+    return ObservedWorker(
         functions=[
-            func(traced(transcode_job), name=TRANSCODE_FUNCTION),
-            func(traced(film_chunk_job), name="film_chunk", timeout=chunk_timeout),
-            func(traced(film_audio_job), name="film_audio"),
-            func(traced(film_assemble_job), name="film_assemble"),
+            func(traced(observed(TRANSCODE_FUNCTION, transcode_job)), name=TRANSCODE_FUNCTION),
+            func(
+                traced(observed("film_chunk", film_chunk_job)),
+                name="film_chunk",
+                timeout=chunk_timeout,
+            ),
+            func(traced(observed("film_audio", film_audio_job)), name="film_audio"),
+            func(traced(observed("film_assemble", film_assemble_job)), name="film_assemble"),
+            func(traced(announce_failure_job), name=ANNOUNCE_FUNCTION),
         ],
         redis_pool=pool,
         queue_name=settings.queue_name,
@@ -216,7 +276,8 @@ def build_worker(settings: TranscoderSettings, pool: ArqRedis, bus: EventBus) ->
         poll_delay=0.5,
         handle_signals=False,
         health_check_interval=30,
-        ctx={"settings": settings, "bus": bus},
+        ctx={"settings": settings, "bus": bus, "metrics": metrics},
+        metrics=metrics,
     )
 
 
@@ -224,6 +285,7 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
     """`videoflix-transcoder worker`: process jobs until SIGTERM; a running job is
     cancelled (ffmpeg killed, temp output removed) and left in the queue for another worker."""
     settings: TranscoderSettings = app.state.settings
+    metrics = WorkerMetrics()
 
     async def work_off_the_queue(bus: EventBus, pool: ArqRedis) -> None:
         announcing = asyncio.create_task(announce_queue_state(settings, bus, pool, stop))
@@ -236,7 +298,7 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
 
     async def _work(bus: EventBus, pool: ArqRedis) -> None:
         while not stop.is_set():
-            worker = build_worker(settings, pool, bus)
+            worker = build_worker(settings, pool, bus, metrics)
             running = asyncio.create_task(worker.async_run())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
