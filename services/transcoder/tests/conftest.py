@@ -5,16 +5,22 @@ read the events the transcoder published."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
 
 from videoflix_shared.bus import EventBus
-from videoflix_shared.events import Event, parse_event
+from videoflix_shared.events import Event, TranscodeCompleted, parse_event
+from videoflix_shared.processes import stop_processes
+from videoflix_testing.plugin import free_port, wait_until
 from videoflix_transcoder.queue import VideoMarks
 from videoflix_transcoder.settings import TranscoderSettings
 
@@ -152,3 +158,52 @@ def event_reader(event_bus: EventBus) -> Callable[..., Any]:
         return events
 
     return read
+
+
+# --- real `videoflix-transcoder` processes ------------------------------------------------
+
+CLI = Path(sys.executable).parent / "videoflix-transcoder"
+Spawn = Callable[..., subprocess.Popen]
+
+
+@pytest.fixture
+def spawn(transcoder_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
+    """Start `videoflix-transcoder <command>` and wait until its health port says ready."""
+    processes: list[subprocess.Popen] = []
+
+    def start(command: str, *, redis_prefix: str, **env: str) -> subprocess.Popen:
+        port = free_port()
+        log = (tmp_path / f"{command}-{len(processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [str(CLI), command],
+            env={
+                **os.environ,
+                **transcoder_env,
+                "HTTP_PORT": str(port),
+                "REDIS_KEY_PREFIX": redis_prefix,
+                **env,
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        processes.append(process)
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
+            timeout=30,
+            what=f"{command} ready",
+        )
+        return process
+
+    yield start
+    stop_processes(processes)
+
+
+@pytest.fixture
+async def arq_pool(settings: TranscoderSettings) -> AsyncIterator[ArqRedis]:
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    yield pool
+    await pool.aclose()
+
+
+async def completed_events(read: Callable[..., Any], video_id: int) -> list[TranscodeCompleted]:
+    return [e for e in await read(video_id) if isinstance(e, TranscodeCompleted)]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.jobs import Job
 
 from videoflix_shared.bus import EventBus
@@ -21,63 +17,15 @@ from videoflix_shared.events import (
     TranscodeProgress,
     VideoUploaded,
 )
-from videoflix_shared.processes import stop_processes
-from videoflix_testing.plugin import free_port, wait_until, wait_until_async
+from videoflix_testing.plugin import wait_until_async
 from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.service import delete_video_media
 from videoflix_transcoder.settings import TranscoderSettings
 
-from .conftest import new_video_id, place_upload
+from .conftest import Spawn, completed_events, new_video_id, place_upload
 
 pytestmark = pytest.mark.slow
-
-CLI = Path(sys.executable).parent / "videoflix-transcoder"
-Spawn = Callable[..., subprocess.Popen]
-
-
-@pytest.fixture
-def spawn(transcoder_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
-    """Start `videoflix-transcoder <command>` and wait until its health port says ready."""
-    processes: list[subprocess.Popen] = []
-
-    def start(command: str, *, redis_prefix: str, **env: str) -> subprocess.Popen:
-        port = free_port()
-        log = (tmp_path / f"{command}-{len(processes)}.log").open("wb")
-        process = subprocess.Popen(
-            [str(CLI), command],
-            env={
-                **os.environ,
-                **transcoder_env,
-                "HTTP_PORT": str(port),
-                "REDIS_KEY_PREFIX": redis_prefix,
-                **env,
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        processes.append(process)
-        wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
-            timeout=30,
-            what=f"{command} ready",
-        )
-        return process
-
-    yield start
-    stop_processes(processes)
-
-
-@pytest.fixture
-async def arq_pool(settings: TranscoderSettings) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    yield pool
-    await pool.aclose()
-
-
-async def completed_events(read: Callable[..., object], video_id: int) -> list[TranscodeCompleted]:
-    return [e for e in await read(video_id) if isinstance(e, TranscodeCompleted)]
-
 
 # Stands in for ffmpeg. The ladder encode (the run with -progress) of a job notes which
 # process runs it ($PPID: the worker) and then waits until a second job's ladder encode has
