@@ -69,10 +69,12 @@ K8S_SETTINGS: dict[str, dict[str, str]] = {
         # node's cores, not by the container's CPU limit: on a 64-core node one encode would
         # outgrow the memory limit. The worker's CPU limit is 2 (transcoder-worker.yaml).
         "TRANSCODER_FFMPEG_THREADS": "2",
-        # On SIGTERM a running job gets this long to finish before it is handed back: one
-        # film chunk (60 s of 1080p, one rung group) takes about 100 s at 2 threads in
-        # `make bench` (bench_worker_memory.py prints it); twice that plus the single pass of
-        # a short source. terminationGracePeriodSeconds adds the hand-back's 30 s.
+        # On SIGTERM a running job gets this long to finish before it is handed back. A film
+        # chunk job encodes one rung group of 60 s of source: the whole 1080p ladder of 60 s
+        # of detailed content takes 104 s on 2 cores (services/transcoder/README.md,
+        # bench_transcode), so a chunk is done well within 240 s on the worker's 2 cores, and
+        # so is most of a short source's single pass (bench_worker_memory prints the chunk
+        # jobs' times). terminationGracePeriodSeconds adds the hand-back's 30 s.
         "TRANSCODER_SHUTDOWN_GRACE_SECONDS": "240",
     },
 }
