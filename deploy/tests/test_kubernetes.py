@@ -143,6 +143,8 @@ def test_overlay_deploys_into_the_namespace_the_ingress_annotations_name(overlay
     for document in render(overlay):
         if document["kind"] != "Namespace":
             assert document["metadata"]["namespace"] == K8S_NAMESPACE, document["metadata"]
+            labels = document["metadata"].get("labels", {})
+            assert labels.get("app.kubernetes.io/part-of") == "videoflix", document["metadata"]
     assert set(manifests(overlay).all("Namespace")) == {K8S_NAMESPACE}
 
 

@@ -10,6 +10,7 @@ import importlib
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from deploy.tests.k8s_manifests import OVERLAYS, Manifests, manifests
 from deploy.tests.test_compose import settings_class
 from gateway.generate import load_routes
 from videoflix_shared.processes import stop_process
+from videoflix_testing.cleanup import delete_nats_streams, delete_redis_keys
 from videoflix_testing.clients import asgi_client
-from videoflix_testing.plugin import free_port, wait_until
+from videoflix_testing.plugin import NATS_URL, REDIS_URL, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = kube.compose_services()
@@ -206,15 +208,19 @@ async def test_each_http_services_app_answers_its_probe_paths(name: str) -> None
 @pytest.fixture
 def dispatcher_process(common_env: dict[str, str], tmp_path: Path) -> Iterator[int]:
     """The real `videoflix-transcoder dispatcher` with the cluster's configuration, on this
-    run's servers (their addresses and the run's prefixes replace the Secret's)."""
+    run's servers (their addresses replace the Secret's) under names of its own, so it
+    consumes nothing another test publishes."""
     built = manifests("dev")
     k8s = container(built, "transcoder-dispatcher")
     config = {k: v for k, v in built.environment(k8s).items() if not isinstance(v, tuple)}
-    port = free_port()
+    port, own = free_port(), uuid.uuid4().hex[:8]
+    names = {"NATS_SUBJECT_PREFIX": f"vftk8s{own}.", "NATS_STREAM_PREFIX": f"VFTK8S{own}_"}
     env = {
         **os.environ,
         **config,
         **common_env,
+        **names,
+        "REDIS_KEY_PREFIX": f"vftk8s:{own}:",
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(port),
         "MEDIA_ROOT": str(tmp_path),
@@ -228,6 +234,8 @@ def dispatcher_process(common_env: dict[str, str], tmp_path: Path) -> Iterator[i
     )
     yield port
     stop_process(process)
+    delete_redis_keys(REDIS_URL, env["REDIS_KEY_PREFIX"])
+    delete_nats_streams(NATS_URL, names)
 
 
 def test_a_real_worker_process_answers_its_probe_paths(dispatcher_process: int) -> None:

@@ -42,8 +42,9 @@ from dotenv import dotenv_values
 from harness import Hermetic
 
 from videoflix_shared.bus import EventBus
+from videoflix_shared.events import VideoUploaded
 from videoflix_testing.plugin import REDIS_URL
-from videoflix_transcoder.queue import enqueue, transcode_job_id
+from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.settings import TranscoderSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,15 +144,9 @@ async def measure(
             sampler = Sampler(worker)
             sampler.start()
             started = time.monotonic()
-            await enqueue(
-                pool,
-                settings,
-                "transcode_video",
-                transcode_job_id(settings, video_id, 1),
-                first=True,
-                video_id=video_id,
-                generation=1,
-                source_path=f"uploads/{video_id}/source.mp4",
+            # queued as the dispatcher queues an upload
+            await CatalogEventHandler(settings=settings, pool=pool).enqueue_transcode(
+                VideoUploaded(video_id=video_id, source_path=f"uploads/{video_id}/source.mp4")
             )
             _, ready = await wait_for_rungs(bus, video_id, started)
             sampler.done.set()
