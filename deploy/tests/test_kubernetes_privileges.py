@@ -20,7 +20,8 @@ from videoflix_shared.access import BY_NAME, PRINCIPALS
 
 IMAGE_USER = 10001  # deploy/docker/Dockerfile's videoflix user
 MIGRATIONS = {"auth-migrate": "auth", "catalog-migrate": "catalog"}
-INGRESS_CONTROLLER = ("namespace", "traefik")
+# Traefik's pods where its Helm chart usually runs them, or k3s does
+INGRESS_CONTROLLER = {("namespace", "traefik"), ("namespace", "kube-system")}
 MONITORING = ("namespace", "monitoring")
 
 
@@ -195,6 +196,20 @@ def pod_labels(built: Manifests) -> dict[str, dict[str, str]]:
     }
 
 
+def namespace_names(peer: dict[str, Any]) -> list[str]:
+    """The namespaces a peer's namespaceSelector names (by kubernetes.io/metadata.name)."""
+    selector = peer["namespaceSelector"]
+    names = (
+        [selector["matchLabels"]["kubernetes.io/metadata.name"]]
+        if "matchLabels" in selector
+        else []
+    )
+    for expression in selector.get("matchExpressions", []):
+        assert (expression["key"], expression["operator"]) == ("kubernetes.io/metadata.name", "In")
+        names += expression["values"]
+    return names
+
+
 def allowed_sources(built: Manifests, target: str) -> set[tuple[str, str]]:
     """Who may connect to the pods of `target`: ("pod", name) in the namespace or
     ("namespace", name) for a whole other namespace (its selected pods)."""
@@ -210,8 +225,7 @@ def allowed_sources(built: Manifests, target: str) -> set[tuple[str, str]]:
         for rule in policy.get("ingress", []):
             for peer in rule["from"]:
                 if "namespaceSelector" in peer:
-                    namespace = peer["namespaceSelector"]["matchLabels"]
-                    sources.add(("namespace", namespace["kubernetes.io/metadata.name"]))
+                    sources |= {("namespace", n) for n in namespace_names(peer)}
                 else:
                     sources |= {
                         ("pod", name)
@@ -222,7 +236,7 @@ def allowed_sources(built: Manifests, target: str) -> set[tuple[str, str]]:
 
 
 def expected_sources(target: str) -> set[tuple[str, str]]:
-    http = {INGRESS_CONTROLLER, MONITORING}
+    http = INGRESS_CONTROLLER | {MONITORING}
     expected = {
         "auth": http | {("pod", "catalog"), ("pod", "streaming")},  # JWKS: who verifies tokens
         "catalog": http,
@@ -253,8 +267,7 @@ def test_the_ingress_controller_and_monitoring_reach_only_the_http_port(overlay:
             if namespaces:
                 assert rule["ports"] == [{"port": "http"}]
             for peer in namespaces:
-                name = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                if name == "traefik":  # the controller's pods, not all of its namespace
+                if "traefik" in namespace_names(peer):  # its pods, not all of kube-system
                     assert peer["podSelector"] == {
                         "matchLabels": {"app.kubernetes.io/name": "traefik"}
                     }
