@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --all-packages
 
-.PHONY: help install up down status demo test lint package-check format bench routes privileges clean
+.PHONY: help install up down status demo test lint package-check format bench routes privileges k8s clean
 
 help:
 	@echo "make up      run the whole stack natively (installs what is missing); Ctrl-C stops it"
@@ -17,6 +17,7 @@ help:
 	@echo "make format  apply ruff's formatting and fixes"
 	@echo "make routes  regenerate gateway configs from gateway/routes.toml"
 	@echo "make privileges  regenerate compose's NATS/Redis/PostgreSQL users from videoflix_shared/access.py"
+	@echo "make k8s     regenerate deploy/k8s's settings and dev server configs from compose (docs/KUBERNETES.md)"
 
 # `make install` (and so `make test`, CI) installs Debian's prometheus too: its promtool
 # checks the configuration, and a test runs it. `make up` installs it only with OBSERVE=1.
@@ -58,6 +59,9 @@ routes:
 
 privileges:
 	$(RUN) python -m deploy.privileges write
+
+k8s:
+	$(RUN) python -m deploy.kube write
 
 bench:
 	@INSTALL_BENCH=1 bash deploy/install.sh

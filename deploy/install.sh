@@ -48,3 +48,10 @@ if [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]
   echo "install | npm ci in tests/e2e"
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The published schemas of the CRDs deploy/k8s uses (KEDA, Traefik), for deploy/tests,
+# pinned by deploy/tests/crd-schemas/package-lock.json (same rule as above)
+if [ deploy/tests/crd-schemas/package-lock.json -nt deploy/tests/crd-schemas/node_modules/.package-lock.json ]; then
+  echo "install | npm ci in deploy/tests/crd-schemas"
+  (cd deploy/tests/crd-schemas && npm ci --no-audit --no-fund --loglevel=error)
+fi

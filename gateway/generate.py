@@ -2,19 +2,23 @@
 
     python -m gateway.generate caddy [--port-base 8000] [--listen 127.0.0.1:8000]
     python -m gateway.generate traefik
+    python -m gateway.generate ingress
     python -m gateway.generate write
 
 `caddy` prints a Caddyfile for the native stack; `traefik` prints Traefik's dynamic
-configuration (file provider) for `docker compose`; `write` rewrites both committed files
-(gateway/Caddyfile and gateway/traefik/dynamic/routes.yml). Both renderers are fed by the
-same `load_routes()`, so the two gateways route identically; the tests parse both outputs
-back and compare them.
+configuration (file provider) for `docker compose`; `ingress` prints the Kubernetes routing
+(Ingresses for Traefik's ingress class with Traefik Middleware and ServersTransport CRDs, and
+the Services they route to) for deploy/k8s/; `write` rewrites the three committed files
+(gateway/Caddyfile, gateway/traefik/dynamic/routes.yml, deploy/k8s/base/routes.yaml). All
+renderers are fed by the same `load_routes()`, so the gateways route identically; the tests
+parse the outputs back and compare them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ from typing import Any
 ROUTES_FILE = Path(__file__).with_name("routes.toml")
 CADDYFILE = Path(__file__).with_name("Caddyfile")
 TRAEFIK_ROUTES_FILE = Path(__file__).parent / "traefik" / "dynamic" / "routes.yml"
+K8S_ROUTES_FILE = Path(__file__).resolve().parent.parent / "deploy" / "k8s" / "base" / "routes.yaml"
 TRAEFIK_ENTRYPOINT = "web"  # defined in gateway/traefik/traefik.yml
 FALLBACK_ROUTER = "fallback"  # Traefik's catch-all router (Caddy's bare `handle`)
 FALLBACK_PRIORITY = 1  # the lowest: 0 would mean "use the rule's length"
@@ -319,19 +324,225 @@ def render_traefik_dynamic(table: RouteTable) -> str:
     return text
 
 
+# --- Kubernetes: Ingresses for Traefik's ingress class -------------------------------------
+
+# Traefik names a CRD an annotation references as `<namespace>-<name>@kubernetescrd`, and
+# kustomize does not rewrite annotations: the overlays deploy into this namespace (a test
+# checks), so the references below are right.
+K8S_NAMESPACE = "videoflix"
+K8S_INGRESS_CLASS = "traefik"
+K8S_NAME_LABEL = "app.kubernetes.io/name"  # every Videoflix pod carries its process name
+TRAEFIK_ANNOTATION = "traefik.ingress.kubernetes.io/"
+TRAEFIK_CRD_API = "traefik.io/v1alpha1"
+# The API server accepts an ImplementationSpecific path only if it starts with "/", which an
+# anchored regex does not; Traefik's PathRegexp searches unanchored. `/?` matches nothing in
+# front of the `^`, so `/?^/x` starts with "/" and still matches only at the path's start.
+K8S_REGEX_LEAD = "/?"
+
+
+def traefik_crd_reference(name: str) -> str:
+    return f"{K8S_NAMESPACE}-{name}@kubernetescrd"
+
+
+def k8s_regex_path(regex: str) -> str:
+    if not regex.startswith("^/"):
+        raise ValueError(f"the regex {regex!r} must be anchored at the path's start (^/...)")
+    return K8S_REGEX_LEAD + regex
+
+
+def _k8s_middlewares(table: RouteTable) -> dict[str, dict[str, Any]]:
+    """Every route's middlewares and the fallback's, as Traefik Middleware specs."""
+    specs: dict[str, dict[str, Any]] = {}
+    for r in table.routes:
+        if r.strip_prefix:
+            specs[f"{r.name}-strip-prefix"] = {"stripPrefix": {"prefixes": [r.strip_prefix]}}
+        if r.limits.max_body:
+            specs[f"{r.name}-body-limit"] = {
+                "buffering": {"maxRequestBodyBytes": r.limits.max_body}
+            }
+    specs[FALLBACK_MIDDLEWARE] = {"replacePath": {"path": NOT_FOUND_PATH}}
+    return specs
+
+
+def _k8s_route_middleware_names(route: Route) -> list[str]:
+    names = [f"{route.name}-strip-prefix"] if route.strip_prefix else []
+    return names + ([f"{route.name}-body-limit"] if route.limits.max_body else [])
+
+
+def _k8s_paths(route: Route, backend: dict[str, Any]) -> list[dict[str, Any]]:
+    paths = [{"path": p, "pathType": "Exact", "backend": backend} for p in route.exact_paths]
+    paths += [{"path": p, "pathType": "Prefix", "backend": backend} for p in route.prefixes]
+    if route.regex:
+        path = k8s_regex_path(route.regex)
+        paths.append({"path": path, "pathType": "ImplementationSpecific", "backend": backend})
+    return paths
+
+
+def _k8s_ingress(
+    name: str,
+    *,
+    priority: int,
+    middlewares: list[str],
+    paths: list[dict[str, Any]],
+    regex: bool,
+) -> dict[str, Any]:
+    annotations = {f"{TRAEFIK_ANNOTATION}router.priority": str(priority)}
+    if middlewares:
+        annotations[f"{TRAEFIK_ANNOTATION}router.middlewares"] = ",".join(
+            traefik_crd_reference(m) for m in middlewares
+        )
+    if regex:
+        annotations[f"{TRAEFIK_ANNOTATION}router.pathmatcher"] = "PathRegexp"
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"ingressClassName": K8S_INGRESS_CLASS, "rules": [{"http": {"paths": paths}}]},
+    }
+
+
+def _k8s_services(table: RouteTable, services: dict[str, tuple[str, int]]) -> list[dict[str, Any]]:
+    """The Services the Ingresses route to (a route with its own timeout gets a Service of
+    its own on the same pods, like the file provider's service), and one ServersTransport
+    per timeout, referenced by each Service's annotation."""
+    for name in table.services:
+        services.setdefault(name, (name, table.defaults.upstream_timeout))
+    documents: list[dict[str, Any]] = []
+    for name, (service, timeout) in sorted(services.items()):
+        port = int(table.services[service]["container"].split(":")[1])
+        transport = traefik_crd_reference(traefik_transport_name(timeout))
+        documents.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": name,
+                    "labels": {K8S_NAME_LABEL: service},
+                    "annotations": {f"{TRAEFIK_ANNOTATION}service.serverstransport": transport},
+                },
+                "spec": {
+                    "selector": {K8S_NAME_LABEL: service},
+                    "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+                },
+            }
+        )
+    for timeout in sorted({t for _, t in services.values()}):
+        documents.append(
+            {
+                "apiVersion": TRAEFIK_CRD_API,
+                "kind": "ServersTransport",
+                "metadata": {"name": traefik_transport_name(timeout)},
+                "spec": {"forwardingTimeouts": {"responseHeaderTimeout": f"{timeout}s"}},
+            }
+        )
+    return documents
+
+
+def kubernetes_routing(table: RouteTable) -> list[dict[str, Any]]:
+    """The route table as Kubernetes objects: an Ingress per route (Traefik's priority and
+    middlewares are per Ingress, by annotation) and one catch-all, their Middlewares, the
+    Services they route to and the ServersTransports holding the upstream timeouts."""
+    if any(r.name == FALLBACK_ROUTER for r in table.routes):
+        raise ValueError(f"the route name {FALLBACK_ROUTER!r} is reserved for the catch-all router")
+    priorities = traefik_priorities(table)
+    services: dict[str, tuple[str, int]] = {}
+    ingresses = []
+    for r in table.routes:
+        service = traefik_service_name(table, r.service, r.limits)
+        services.setdefault(service, (r.service, r.limits.upstream_timeout))
+        backend = _k8s_backend(table, service, r.service)
+        ingresses.append(
+            _k8s_ingress(
+                r.name,
+                priority=priorities[r.name],
+                middlewares=_k8s_route_middleware_names(r),
+                paths=_k8s_paths(r, backend),
+                regex=r.regex is not None,
+            )
+        )
+    fallback = traefik_service_name(table, table.fallback, table.defaults)
+    services.setdefault(fallback, (table.fallback, table.defaults.upstream_timeout))
+    root = {"path": "/", "pathType": "Prefix"}
+    ingresses.append(
+        _k8s_ingress(
+            FALLBACK_ROUTER,
+            priority=FALLBACK_PRIORITY,
+            middlewares=[FALLBACK_MIDDLEWARE],
+            paths=[{**root, "backend": _k8s_backend(table, fallback, table.fallback)}],
+            regex=False,
+        )
+    )
+    middlewares = [
+        {
+            "apiVersion": TRAEFIK_CRD_API,
+            "kind": "Middleware",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        for name, spec in _k8s_middlewares(table).items()
+    ]
+    return [*_k8s_services(table, services), *middlewares, *ingresses]
+
+
+def _k8s_backend(table: RouteTable, name: str, service: str) -> dict[str, Any]:
+    port = int(table.services[service]["container"].split(":")[1])
+    return {"service": {"name": name, "port": {"number": port}}}
+
+
+def _yaml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z][\w./-]*", key) else json.dumps(key)
+
+
+def _yaml_lines(value: Any, indent: str) -> list[str]:
+    """Block-style YAML of dicts, lists and scalars; scalars as JSON (valid YAML)."""
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{indent}{_yaml_key(key)}:")
+                lines += _yaml_lines(item, indent + "  ")
+            else:
+                lines.append(f"{indent}{_yaml_key(key)}: {json.dumps(item)}")
+    else:
+        for item in value:
+            if not isinstance(item, dict | list):
+                lines.append(f"{indent}- {json.dumps(item)}")
+                continue
+            nested = _yaml_lines(item, indent + "  ")
+            lines.append(f"{indent}- {nested[0].lstrip()}")
+            lines += nested[1:]
+    return lines
+
+
+def render_kubernetes_routing(table: RouteTable) -> str:
+    documents = kubernetes_routing(table)
+    out = [
+        "# Generated from gateway/routes.toml by `python -m gateway.generate ingress`; do not edit.",
+        "# Kubernetes routing for Traefik's ingress class (docs/KUBERNETES.md): an Ingress per",
+        "# route with Traefik's priority and middlewares as annotations, so the table's first-match",
+        "# order holds; the body caps, prefix strips and the catch-all's JSON 404 as Middleware",
+        "# CRDs; upstream timeouts as ServersTransport CRDs referenced by each Service.",
+    ]
+    for document in documents:
+        out += ["---", *_yaml_lines(document, "")]
+    return "\n".join(out) + "\n"
+
+
 def write_generated_files(table: RouteTable) -> list[Path]:
     """Rewrite the committed generated configs (the tests check they are up to date)."""
     CADDYFILE.write_text(render_caddyfile(table))
     TRAEFIK_ROUTES_FILE.parent.mkdir(parents=True, exist_ok=True)
     TRAEFIK_ROUTES_FILE.write_text(render_traefik_dynamic(table))
-    return [CADDYFILE, TRAEFIK_ROUTES_FILE]
+    K8S_ROUTES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    K8S_ROUTES_FILE.write_text(render_kubernetes_routing(table))
+    return [CADDYFILE, TRAEFIK_ROUTES_FILE, K8S_ROUTES_FILE]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("target", choices=["caddy", "traefik", "write"])
+    parser.add_argument("target", choices=["caddy", "traefik", "ingress", "write"])
     parser.add_argument("--port-base", type=int, default=8000, help="caddy only")
     parser.add_argument("--listen", default=None, help="caddy only")
     args = parser.parse_args(argv)
@@ -340,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_caddyfile(table, port_base=args.port_base, listen=args.listen))
     elif args.target == "traefik":
         sys.stdout.write(render_traefik_dynamic(table))
+    elif args.target == "ingress":
+        sys.stdout.write(render_kubernetes_routing(table))
     else:
         for path in write_generated_files(table):
             print(f"wrote {path.relative_to(ROUTES_FILE.parent.parent)}")

@@ -42,3 +42,18 @@ def closed_ports() -> Iterator[ClosedPorts]:
     data_dir = ROOT / ".data" / f"test-private-{uuid.uuid4().hex[:6]}"
     yield ClosedPorts(data_dir, free_port(), free_port(), free_port())
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the Kubernetes tests validated and what they could not (deploy/tests/
+    k8s_manifests.py collects it), at the end of the run and in test-artifacts/."""
+    from deploy.tests.k8s_manifests import REPORT
+
+    if not REPORT:
+        return
+    terminalreporter.section("Kubernetes manifests (deploy/k8s): validated and not")
+    for line in REPORT.values():
+        terminalreporter.write_line(line)
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "k8s-validation.txt").write_text("\n".join(REPORT.values()) + "\n")

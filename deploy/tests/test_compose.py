@@ -23,6 +23,7 @@ import yaml
 from dotenv import dotenv_values
 from pydantic_settings import BaseSettings
 
+from deploy import kube
 from gateway.generate import load_routes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,17 +263,9 @@ def test_compose_variables_are_documented_with_the_same_defaults():
 
 
 def interpolate(value: str, dotenv: dict[str, str | None]) -> str:
-    """Compose's `${VAR:-default}`, `${VAR-default}` and `${VAR:?error}` with `.env` being a
-    copy of .env.example whose per-service passwords deploy/docker/secrets.sh filled in."""
-
-    def value_of(m: re.Match) -> str:
-        if m[2] == ":?":
-            return f"secret-of-{m[1].lower()}"
-        if m[2] == ":-":
-            return dotenv.get(m[1]) or m[3] or ""
-        return dotenv[m[1]] if dotenv.get(m[1]) is not None else (m[3] or "")
-
-    return re.sub(r"\$\{(\w+)(?:(:\?|:-|-)([^}]*))?\}", value_of, value)
+    """Compose's interpolation with `.env` being a copy of .env.example whose per-service
+    passwords deploy/docker/secrets.sh filled in."""
+    return kube.interpolate(value, dotenv, lambda name: f"secret-of-{name.lower()}")
 
 
 def settings_class(target: str) -> type[BaseSettings]:

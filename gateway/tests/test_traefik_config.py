@@ -1,9 +1,13 @@
-"""The Traefik configuration routes exactly like the native Caddy gateway.
+"""The Traefik configuration and the Kubernetes Ingresses route exactly like the native
+Caddy gateway.
 
-Both proxy configs are generated from gateway/routes.toml; these tests parse the committed
-files back into (route, matchers, service, strip) tuples and compare them, check that the
+All three are generated from gateway/routes.toml; these tests parse the committed files
+back into (route, matchers, service, strip) tuples and compare them, check that the
 committed files are what the generator renders now, replay Traefik's priority-ordered
-matching on sample paths, and validate the files against the Traefik v3 JSON schemas.
+matching on sample paths (for the file provider's routers and for the routers Traefik's
+ingress provider derives from the Ingresses), compare each route's body cap and upstream
+timeout, and validate the file-provider files against the Traefik v3 JSON schemas (the
+Kubernetes objects are validated with every other manifest in deploy/tests).
 
 The Traefik schemas are not in this repository and check-jsonschema has no built-in copy:
 they are read from ../shared/schemas (next to the clone). Without them the two schema tests
@@ -25,10 +29,16 @@ import yaml
 
 from gateway.generate import (
     CADDYFILE,
+    K8S_INGRESS_CLASS,
+    K8S_NAME_LABEL,
+    K8S_NAMESPACE,
+    K8S_REGEX_LEAD,
+    K8S_ROUTES_FILE,
     NOT_FOUND_PATH,
     TRAEFIK_ROUTES_FILE,
     load_routes,
     main,
+    render_kubernetes_routing,
     render_traefik_dynamic,
     traefik_service_name,
 )
@@ -164,6 +174,113 @@ def committed_dynamic() -> dict:
     return yaml.safe_load(TRAEFIK_ROUTES_FILE.read_text())
 
 
+# --- the Kubernetes routing, as Traefik's ingress provider reads it ------------------------
+
+
+@dataclass(frozen=True)
+class K8sRouting:
+    """The committed deploy/k8s/base/routes.yaml, by kind and name."""
+
+    ingresses: dict[str, dict]
+    middlewares: dict[str, dict]
+    services: dict[str, dict]
+    transports: dict[str, dict]
+
+    @classmethod
+    def parse(cls, text: str) -> K8sRouting:
+        by_kind: dict[str, dict[str, dict]] = {}
+        for document in yaml.safe_load_all(text):
+            name = document["metadata"]["name"]
+            assert name not in by_kind.setdefault(document["kind"], {}), f"two {name}"
+            by_kind[document["kind"]][name] = document
+        assert set(by_kind) == {"Ingress", "Middleware", "Service", "ServersTransport"}
+        return cls(
+            by_kind["Ingress"],
+            by_kind["Middleware"],
+            by_kind["Service"],
+            by_kind["ServersTransport"],
+        )
+
+    def annotation(self, ingress: dict, key: str) -> str | None:
+        return ingress["metadata"]["annotations"].get(f"traefik.ingress.kubernetes.io/{key}")
+
+    def by_priority(self) -> list[dict]:
+        """Ingresses in the order Traefik tries their routers: highest priority first."""
+        return sorted(
+            self.ingresses.values(), key=lambda i: -int(self.annotation(i, "router.priority"))
+        )
+
+    def crd(self, reference: str, kind: dict[str, dict]) -> dict:
+        """The CRD an annotation names as `<namespace>-<name>@kubernetescrd`."""
+        prefix, suffix = f"{K8S_NAMESPACE}-", "@kubernetescrd"
+        assert reference.startswith(prefix), reference
+        assert reference.endswith(suffix), reference
+        return kind[reference[len(prefix) : -len(suffix)]]["spec"]
+
+    def middleware_specs(self, ingress: dict) -> list[dict]:
+        references = self.annotation(ingress, "router.middlewares")
+        return [self.crd(r, self.middlewares) for r in references.split(",")] if references else []
+
+    def paths(self, ingress: dict) -> list[dict]:
+        (rule,) = ingress["spec"]["rules"]
+        return rule["http"]["paths"]
+
+    def backend(self, ingress: dict) -> str:
+        """The single Service an Ingress routes to."""
+        names = {p["backend"]["service"]["name"] for p in self.paths(ingress)}
+        assert len(names) == 1, names
+        return names.pop()
+
+    def table_service(self, service_name: str) -> str:
+        service = self.services[service_name]
+        selected = service["spec"]["selector"][K8S_NAME_LABEL]
+        matches = [
+            s for s in TABLE.services if TABLE.services[s]["container"].split(":")[0] == selected
+        ]
+        assert len(matches) == 1, f"Service {service_name} selects no single routed service"
+        return matches[0]
+
+    def matchers(self, ingress: dict) -> frozenset[tuple[str, str]]:
+        """(kind, value) per path, as Traefik's ingress provider turns them into rules:
+        Exact -> Path, Prefix -> PathPrefix, ImplementationSpecific -> the pathmatcher."""
+        out = []
+        for path in self.paths(ingress):
+            if path["pathType"] == "Exact":
+                out.append(("path", path["path"]))
+            elif path["pathType"] == "Prefix":
+                out.append(("prefix", path["path"]))
+            else:
+                assert path["pathType"] == "ImplementationSpecific"
+                assert self.annotation(ingress, "router.pathmatcher") == "PathRegexp"
+                assert path["path"].startswith(K8S_REGEX_LEAD + "^"), path["path"]
+                out.append(("regex", path["path"][len(K8S_REGEX_LEAD) :]))
+        return frozenset(out)
+
+
+def committed_k8s() -> K8sRouting:
+    return K8sRouting.parse(K8S_ROUTES_FILE.read_text())
+
+
+def parse_k8s_routing(routing: K8sRouting) -> tuple[list[ParsedRoute], str]:
+    routes, fallback = [], None
+    for ingress in routing.by_priority():
+        name = ingress["metadata"]["name"]
+        assert ingress["spec"]["ingressClassName"] == K8S_INGRESS_CLASS
+        service = routing.table_service(routing.backend(ingress))
+        specs = routing.middleware_specs(ingress)
+        strips = [p for spec in specs for p in spec.get("stripPrefix", {}).get("prefixes", [])]
+        assert len(strips) <= 1, f"Ingress {name} strips more than one prefix"
+        matchers = routing.matchers(ingress)
+        if matchers == {("prefix", "/")}:
+            replaced = [spec.get("replacePath") for spec in specs]
+            assert replaced == [{"path": NOT_FOUND_PATH}], "the catch-all must not forward the path"
+            fallback = service
+            continue
+        routes.append(ParsedRoute(name, matchers, service, strips[0] if strips else None))
+    assert fallback, "the Kubernetes routing has no catch-all Ingress"
+    return routes, fallback
+
+
 # --- the committed file is current (the Caddyfile's twin test is in the Caddy test) -------
 
 
@@ -178,14 +295,27 @@ def test_generate_cli_prints_the_traefik_config(capsys):
     assert capsys.readouterr().out == render_traefik_dynamic(TABLE)
 
 
+def test_committed_kubernetes_routing_is_generated_from_current_route_table():
+    assert K8S_ROUTES_FILE.read_text() == render_kubernetes_routing(TABLE), (
+        "deploy/k8s/base/routes.yaml is stale: run `python -m gateway.generate write`"
+    )
+
+
+def test_generate_cli_prints_the_kubernetes_routing(capsys):
+    assert main(["ingress"]) == 0
+    assert capsys.readouterr().out == render_kubernetes_routing(TABLE)
+
+
 # --- same routing -------------------------------------------------------------------------
 
 
-def test_traefik_routes_equal_caddy_routes():
+def test_traefik_routes_and_kubernetes_ingresses_equal_caddy_routes():
     caddy_routes, caddy_fallback = parse_caddyfile(CADDYFILE.read_text())
     traefik_routes, traefik_fallback = parse_traefik_dynamic(committed_dynamic())
+    ingress_routes, ingress_fallback = parse_k8s_routing(committed_k8s())
     assert traefik_routes == caddy_routes
-    assert traefik_fallback == caddy_fallback == TABLE.fallback
+    assert ingress_routes == caddy_routes
+    assert ingress_fallback == traefik_fallback == caddy_fallback == TABLE.fallback
 
 
 def test_parsed_routes_cover_the_whole_route_table():
@@ -237,6 +367,32 @@ def route_like_traefik(dynamic: dict, path: str) -> tuple[str, str]:
     raise AssertionError(f"no router matches {path}")
 
 
+def route_like_ingress(routing: K8sRouting, path: str) -> tuple[str, str]:
+    """(Service, path forwarded) as Traefik's ingress provider routes: each Ingress path is
+    a router with the Ingress's priority; the Ingress path is the rule's value as written
+    (the regex with its leading `/?`, searched unanchored like Go's MatchString)."""
+    for ingress in routing.by_priority():
+        matched = False
+        for rule in routing.paths(ingress):
+            value = rule["path"]
+            if rule["pathType"] == "Exact":
+                matched |= path == value
+            elif rule["pathType"] == "Prefix":
+                matched |= path.startswith(value)
+            else:
+                matched |= re.search(value, path) is not None
+        if not matched:
+            continue
+        for spec in routing.middleware_specs(ingress):
+            if "replacePath" in spec:
+                path = spec["replacePath"]["path"]
+            for prefix in spec.get("stripPrefix", {}).get("prefixes", []):
+                if path.startswith(prefix):
+                    path = path[len(prefix) :] or "/"
+        return routing.backend(ingress), path
+    raise AssertionError(f"no Ingress matches {path}")
+
+
 @pytest.mark.parametrize(
     ("path", "service", "forwarded"),
     [
@@ -262,6 +418,9 @@ def route_like_traefik(dynamic: dict, path: str) -> tuple[str, str]:
         ("/svc/streaming/healthz", "streaming", "/healthz"),
         # unmatched: the fallback service answers its JSON 404
         ("/api/video/7/", "catalog", NOT_FOUND_PATH),
+        # the media regex is anchored: another path containing its shape is not media
+        ("/x/api/video/7/480p/index.m3u8", "catalog", NOT_FOUND_PATH),
+        ("/api/admin/x/api/video/7/a", "catalog", "/api/admin/x/api/video/7/a"),
         ("/api/registerme/", "catalog", NOT_FOUND_PATH),
         ("/no/such/path", "catalog", NOT_FOUND_PATH),
         ("/", "catalog", NOT_FOUND_PATH),
@@ -269,6 +428,7 @@ def route_like_traefik(dynamic: dict, path: str) -> tuple[str, str]:
 )
 def test_traefik_sends_each_path_where_the_route_table_says(path, service, forwarded):
     assert route_like_traefik(committed_dynamic(), path) == (service, forwarded)
+    assert route_like_ingress(committed_k8s(), path) == (service, forwarded)
 
 
 def test_generated_traefik_config_has_no_template_actions():
@@ -393,10 +553,32 @@ def traefik_limits(dynamic: dict) -> dict[str, tuple[int, int]]:
     return limits
 
 
-def test_both_gateways_apply_each_routes_limits():
+def ingress_limits(routing: K8sRouting) -> dict[str, tuple[int, int]]:
+    """Per Ingress: the buffering Middleware's cap, and the response-header timeout of the
+    ServersTransport its Service's annotation names."""
+    limits = {}
+    for name, ingress in routing.ingresses.items():
+        if name == "fallback":
+            continue
+        caps = [
+            spec["buffering"]["maxRequestBodyBytes"]
+            for spec in routing.middleware_specs(ingress)
+            if "buffering" in spec
+        ]
+        service = routing.services[routing.backend(ingress)]
+        reference = service["metadata"]["annotations"][
+            "traefik.ingress.kubernetes.io/service.serverstransport"
+        ]
+        timeout = routing.crd(reference, routing.transports)["forwardingTimeouts"]
+        limits[name] = (caps[0] if caps else 0, int(timeout["responseHeaderTimeout"][:-1]))
+    return limits
+
+
+def test_every_gateway_applies_each_routes_limits():
     expected = {r.name: (r.limits.max_body, r.limits.upstream_timeout) for r in TABLE.routes}
     assert caddy_limits(CADDYFILE.read_text()) == expected
     assert traefik_limits(committed_dynamic()) == expected
+    assert ingress_limits(committed_k8s()) == expected
 
 
 def test_long_waits_and_uncapped_bodies_only_where_uploads_go():
@@ -414,3 +596,75 @@ def test_long_waits_and_uncapped_bodies_only_where_uploads_go():
     assert route_like_traefik(committed_dynamic(), "/api/admin/uploads/abc/")[0] == service
     router = committed_dynamic()["http"]["routers"]["catalog-single-request-upload"]
     assert "middlewares" not in router, "a whole-film upload must never be buffered by Traefik"
+    ingress = committed_k8s().ingresses["catalog-single-request-upload"]
+    assert committed_k8s().middleware_specs(ingress) == [], "never buffered in the cluster either"
+
+
+# --- Kubernetes specifics -------------------------------------------------------------------
+
+
+def test_ingress_priorities_keep_the_tables_first_match_order():
+    routing = committed_k8s()
+    priorities = [
+        int(routing.annotation(routing.ingresses[r.name], "router.priority")) for r in TABLE.routes
+    ]
+    assert priorities == sorted(priorities, reverse=True)
+    assert len(set(priorities)) == len(priorities), "equal priorities leave the order to Traefik"
+    fallback = int(routing.annotation(routing.ingresses["fallback"], "router.priority"))
+    assert 1 <= fallback < min(priorities), "priority 0 would mean the rule's length"
+
+
+def test_every_crd_an_annotation_names_is_in_the_namespace_and_defined():
+    routing = committed_k8s()
+    for ingress in routing.ingresses.values():
+        routing.middleware_specs(ingress)  # resolves (or fails on) every reference
+    for service in routing.services.values():
+        reference = service["metadata"]["annotations"][
+            "traefik.ingress.kubernetes.io/service.serverstransport"
+        ]
+        assert routing.crd(reference, routing.transports)["forwardingTimeouts"]
+    # each Middleware and ServersTransport is used
+    referenced = {
+        r
+        for ingress in routing.ingresses.values()
+        for r in (routing.annotation(ingress, "router.middlewares") or "").split(",")
+        if r
+    }
+    assert {f"{K8S_NAMESPACE}-{m}@kubernetescrd" for m in routing.middlewares} == referenced
+
+
+def test_ingress_services_reach_the_pods_on_their_named_port():
+    routing = committed_k8s()
+    for name, service in routing.services.items():
+        table_service = routing.table_service(name)
+        port = int(TABLE.services[table_service]["container"].split(":")[1])
+        assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
+    for ingress in routing.ingresses.values():
+        for path in routing.paths(ingress):
+            backend = path["backend"]["service"]
+            assert (
+                backend["port"]["number"]
+                == routing.services[backend["name"]]["spec"]["ports"][0]["port"]
+            )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/video/7/480p/index.m3u8",
+        "/api/video/7/thumbnail.jpg",
+        "/api/video/7/",
+        "/api/video/7",
+        "/x/api/video/7/480p/index.m3u8",
+        "//api/video/7/a",
+        "/api/video//a",
+    ],
+)
+def test_ingress_regex_matches_exactly_what_the_tables_regex_matches(path):
+    # The API server wants ImplementationSpecific paths to start with "/": the lead `/?`
+    # must change nothing about what matches.
+    (route,) = [r for r in TABLE.routes if r.regex]
+    ingress = committed_k8s().ingresses[route.name]
+    (rule,) = committed_k8s().paths(ingress)
+    assert rule["path"].startswith("/")
+    assert (re.search(rule["path"], path) is None) == (re.search(route.regex, path) is None)

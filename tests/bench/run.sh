@@ -5,7 +5,8 @@
 # Run one: `make bench BENCH=streaming` (matches bench_<name>.py). The benchmarks:
 # auth_flood (token refresh during a register flood), catalog_list, films (chunk-parallel
 # transcoding, issue 17), streaming, transcode, upload_memory, tus_upload (resumable upload
-# vs the single request).
+# vs the single request), worker_memory (a transcoder worker's peak against the memory limit
+# of deploy/k8s, issue 21).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 UV=$(command -v uv || echo "python3 -m uv")

@@ -18,7 +18,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
 
 from videoflix_shared.bus import EventBus
-from videoflix_shared.events import Event, parse_event
+from videoflix_shared.events import Event, TranscodeCompleted, parse_event
 from videoflix_shared.processes import stop_processes
 from videoflix_testing.plugin import free_port, wait_until
 from videoflix_transcoder.queue import VideoMarks
@@ -160,6 +160,8 @@ def event_reader(event_bus: EventBus) -> Callable[..., Any]:
     return read
 
 
+# --- real `videoflix-transcoder` processes ------------------------------------------------
+
 CLI = Path(sys.executable).parent / "videoflix-transcoder"
 Spawn = Callable[..., subprocess.Popen]
 
@@ -204,3 +206,7 @@ async def arq_pool(settings: TranscoderSettings) -> AsyncIterator[ArqRedis]:
     pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     yield pool
     await pool.aclose()
+
+
+async def completed_events(read: Callable[..., Any], video_id: int) -> list[TranscodeCompleted]:
+    return [e for e in await read(video_id) if isinstance(e, TranscodeCompleted)]

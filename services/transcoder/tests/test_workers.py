@@ -23,14 +23,9 @@ from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.service import delete_video_media
 from videoflix_transcoder.settings import TranscoderSettings
 
-from .conftest import Spawn, new_video_id, place_upload
+from .conftest import Spawn, completed_events, new_video_id, place_upload
 
 pytestmark = pytest.mark.slow
-
-
-async def completed_events(read: Callable[..., object], video_id: int) -> list[TranscodeCompleted]:
-    return [e for e in await read(video_id) if isinstance(e, TranscodeCompleted)]
-
 
 # Stands in for ffmpeg. The ladder encode (the run with -progress) of a job notes which
 # process runs it ($PPID: the worker) and then waits until a second job's ladder encode has

@@ -57,6 +57,10 @@ class TranscoderSettings(CommonSettings):
     max_job_seconds: float = Field(6 * 3600.0, gt=0, alias="TRANSCODER_MAX_JOB_SECONDS")
     job_lease_seconds: float = Field(30.0, gt=0, alias="TRANSCODER_JOB_LEASE_SECONDS")
     keep_result_seconds: int = Field(7 * 86400, ge=0, alias="TRANSCODER_KEEP_RESULT_SECONDS")
+    # On SIGTERM a worker takes no new job and gives its running ones this long to finish;
+    # then it hands them back to the queue (worker.py). The container's stop grace period
+    # (compose stop_grace_period, Kubernetes terminationGracePeriodSeconds) must exceed it.
+    shutdown_grace_seconds: float = Field(0.0, ge=0, alias="TRANSCODER_SHUTDOWN_GRACE_SECONDS")
 
     # Films: a source longer than this is cut into chunks of about TRANSCODER_CHUNK_SECONDS
     # (whole segments), each its own job per rung group (films.py); shorter ones take the

@@ -10,6 +10,12 @@ process's /metrics, its failure on the `jobs` list) and records which worker run
 its lease; `announce_failure` publishes a generation an operator cancelled (docs/QUEUE.md).
 Each job runs in the trace it was queued in (`traced`: the `traceparent` keyword that
 queue.enqueue adds), so its log lines and the events it publishes belong to the upload.
+On SIGTERM (a scale-down, a rolling update, `docker compose stop`) a worker takes no new
+job and gives the running ones TRANSCODER_SHUTDOWN_GRACE_SECONDS to finish; what still runs
+then is cancelled (ffmpeg killed, partial output removed) and handed back to the queue.
+A hand-back gives back the try arq counted when the job started: an orderly stop is not
+the job's fault and must not bring it closer to TRANSCODER_MAX_ATTEMPTS, which exists
+for workers that die in the middle of it (killed, out of memory).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, retry_key_prefix
 from arq.worker import Worker, func
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -65,6 +71,15 @@ from videoflix_transcoder.settings import TranscoderSettings
 logger = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 2.0
+DRAIN_POLL_SECONDS = 0.2
+# arq counts a job's tries in arq:retry:<job id> (INCR when the job starts); a handed-back
+# job's count goes back down by one, unless the job finished meanwhile (key gone).
+_GIVE_BACK_TRY = """
+if redis.call('exists', KEYS[1]) == 1 then
+  return redis.call('decr', KEYS[1])
+end
+return nil
+"""
 
 JobFunction = Callable[..., Coroutine[Any, Any, str]]
 
@@ -282,8 +297,9 @@ def build_worker(
 
 
 async def run(app: FastAPI, stop: asyncio.Event) -> None:
-    """`videoflix-transcoder worker`: process jobs until SIGTERM; a running job is
-    cancelled (ffmpeg killed, temp output removed) and left in the queue for another worker."""
+    """`videoflix-transcoder worker`: process jobs until SIGTERM; then a running job gets
+    TRANSCODER_SHUTDOWN_GRACE_SECONDS to finish, or is cancelled (ffmpeg killed, temp output
+    removed) and handed back to the queue for another worker (module docstring)."""
     settings: TranscoderSettings = app.state.settings
     metrics = WorkerMetrics()
 
@@ -303,6 +319,9 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
+            if stop.is_set():
+                await drain(worker, settings.shutdown_grace_seconds)
+                await hand_back(pool, list(worker.job_tasks))
             await _stop_worker(worker, running)
             if not stop.is_set():
                 # arq's loop ends when Redis goes away; start over once it answers again.
@@ -311,6 +330,30 @@ async def run(app: FastAPI, stop: asyncio.Event) -> None:
                     await asyncio.wait_for(stop.wait(), RESTART_DELAY_SECONDS)
 
     await run_connected(app, stop, principal="transcoder-worker", work=work_off_the_queue)
+
+
+async def drain(worker: Worker, grace_seconds: float) -> None:
+    """Take no new job and wait up to `grace_seconds` for the running ones to finish."""
+    worker.allow_pick_jobs = False
+    deadline = asyncio.get_running_loop().time() + grace_seconds
+    while any(not task.done() for task in worker.tasks.values()):
+        if asyncio.get_running_loop().time() >= deadline:
+            logger.info("shutdown: %d job(s) still running, handing them back", len(worker.tasks))
+            return
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+
+
+async def hand_back(pool: ArqRedis, job_ids: list[str]) -> None:
+    """Give back the try arq counted for each job about to be cancelled by a shutdown.
+
+    Called while the jobs still hold their in-progress lease, so no other worker can have
+    started them again yet; the cancellation then puts them back in the queue."""
+    give_back = pool.register_script(_GIVE_BACK_TRY)
+    for job_id in job_ids:
+        try:
+            await give_back(keys=[retry_key_prefix + job_id])
+        except Exception as exc:  # Redis away: the job still goes back, one try poorer
+            logger.warning("could not give back the try of job %s (%s)", job_id, exc)
 
 
 async def _stop_worker(worker: Worker, running: asyncio.Task[None]) -> None:
