@@ -5,7 +5,9 @@ Every variable is documented in the transcoder section of the root `.env.example
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from videoflix_shared.settings import CommonSettings
 
@@ -40,6 +42,15 @@ class TranscoderSettings(CommonSettings):
         "trellis=1:aq-mode=2:deblock=-2,-2:rc-lookahead=30",
         alias="TRANSCODER_X264_PARAMS_DETAILED",
     )
+    # Rate control. "content" (content-aware ladder, ratecontrol.py): every rung gets a
+    # capped CRF chosen per title from a trial encode of sampled windows, aiming the top rung
+    # at TRANSCODER_VMAF_TARGET but never far below what the fixed bit rate would give, with
+    # maxrate no higher than the rung's nominal rate. "fixed": the nominal bit rates
+    # (480p 1500k, 720p 3500k, 1080p 6500k) whatever the content.
+    rate_control: Literal["content", "fixed"] = Field("content", alias="TRANSCODER_RATE_CONTROL")
+    vmaf_target: float = Field(94.0, ge=60, le=100, alias="TRANSCODER_VMAF_TARGET")
+    crf_min: float = Field(18.0, ge=10, le=40, alias="TRANSCODER_CRF_MIN")
+    crf_max: float = Field(28.0, ge=10, le=45, alias="TRANSCODER_CRF_MAX")
     audio_bitrate: str = Field("128k", alias="TRANSCODER_AUDIO_BITRATE")
     segment_seconds: int = Field(10, ge=1, alias="TRANSCODER_SEGMENT_SECONDS")
     # 0: one key frame per segment, all HLS needs to switch renditions; every extra one
@@ -75,6 +86,12 @@ class TranscoderSettings(CommonSettings):
     progress_interval_seconds: float = Field(
         5.0, gt=0, alias="TRANSCODER_PROGRESS_INTERVAL_SECONDS"
     )
+
+    @model_validator(mode="after")
+    def _crf_bounds_in_order(self) -> TranscoderSettings:
+        if self.crf_min > self.crf_max:
+            raise ValueError("TRANSCODER_CRF_MIN must not be above TRANSCODER_CRF_MAX")
+        return self
 
     @property
     def queue_name(self) -> str:
