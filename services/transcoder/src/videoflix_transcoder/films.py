@@ -204,7 +204,9 @@ async def encode_film_chunk(job: FilmJob, *, chunk_index: int, group: int) -> st
             rungs=rungs,
             presets=[settings.preset_for(r.name, detailed=plan.detailed) for r in rungs],
             outputs=temporary,
-            x264_params=settings.x264_params_for(detailed=plan.detailed),
+            x264_params=settings.x264_params_for(
+                detailed=plan.detailed, content_aware=rungs[0].crf is not None
+            ),
             keyframe_seconds=settings.keyframe_interval,
             threads=settings.ffmpeg_threads,
         )

@@ -127,7 +127,9 @@ async def encode_video(
         renditions=renditions,
         has_audio=info.has_audio,
         presets=[settings.preset_for(r.name, detailed=detailed) for r in renditions],
-        x264_params=settings.x264_params_for(detailed=detailed),
+        x264_params=settings.x264_params_for(
+            detailed=detailed, content_aware=renditions[0].crf is not None
+        ),
         audio_bitrate=settings.audio_bitrate,
         segment_seconds=settings.segment_seconds,
         keyframe_seconds=settings.keyframe_interval,

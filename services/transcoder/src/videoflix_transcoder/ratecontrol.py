@@ -15,10 +15,11 @@ Per rung the lower (better) of two CRFs, bounded by TRANSCODER_CRF_MIN/MAX, half
 - the quality target: where the top rung's PSNR reaches the value that goes with
   TRANSCODER_VMAF_TARGET (`psnr_for_vmaf`, calibrated on the benchmark's clips);
 - the guard: the CRF at which this content spends the fixed ladder's rate at this rung,
-  plus GUARD_CRF_STEPS. Measured on the benchmark's clips, the fixed ladder gives VMAF
-  94-98 on all but the hardest content, above any target worth having; one CRF step past
-  its rate costs at most ~0.85 VMAF (the steepest rung), so no rung falls a visible step
-  below today's while every rung stops paying for quality nobody sees.
+  plus GUARD_CRF_STEPS (and CONTENT_OPTIONS_CRF_STEPS for ordinary content, which the
+  content-aware ladder encodes with better x264 options, TRANSCODER_X264_PARAMS_CONTENT).
+  Measured on the benchmark's clips, the fixed ladder gives VMAF 94-98 on all but the
+  hardest content, above any target worth having; one CRF step past its rate costs at
+  most ~0.85 VMAF (the steepest rung), so no rung falls a visible step below today's.
 
 The encode is capped: `maxrate` and `bufsize` are the rung's nominal fixed-ladder rate
 (480p 1500k, 720p 3500k, 1080p 6500k; scaled like the fixed ladder for sources smaller
@@ -68,6 +69,10 @@ CRF_PER_HALVING_BOUNDS = (3.5, 8.0)
 # about 0.85 VMAF on the benchmark's clips (detailed 480p, the steepest), so one step keeps
 # every rung within 1 VMAF of the fixed ladder.
 GUARD_CRF_STEPS = 1.0
+# What TRANSCODER_X264_PARAMS_CONTENT (trellis=1) buys over today's options for ordinary
+# content at the same bits, in CRF steps: ~1 VMAF at +2.5 % bits on Big Buck Bunny and
+# bikes, where one step is ~0.75 VMAF. Detailed content has the same options either way.
+CONTENT_OPTIONS_CRF_STEPS = 1.3
 # The top rung's PSNR (x264's, at the trial CRF and the rung's size) at VMAF 94, and how
 # much PSNR one CRF step costs there (calibration: see the module docstring).
 PSNR_AT_VMAF_94 = 43.5
@@ -129,6 +134,7 @@ def choose_crfs(
     vmaf_target: float,
     crf_min: float,
     crf_max: float,
+    guard_steps: float = GUARD_CRF_STEPS,
 ) -> dict[str, float]:
     """The CRF of every rung (see the module docstring): deterministic, within the bounds."""
     nominal = {r.name: r.video_kbps for r in renditions}
@@ -139,7 +145,7 @@ def choose_crfs(
         spends_fixed_rate = TRIAL_CRF - trial.crf_per_halving * math.log2(
             nominal[rung.name] / max(rung.kbps, 1.0)
         )
-        crf = min(target_crf, spends_fixed_rate + GUARD_CRF_STEPS)
+        crf = min(target_crf, spends_fixed_rate + guard_steps)
         chosen[rung.name] = min(crf_max, max(crf_min, round(crf * 2) / 2))
     return chosen
 
@@ -162,6 +168,8 @@ async def run_trial(
         raise ValueError("the source has no duration to sample")
     span = max(0.0, info.duration_seconds - window)
     starts = [span * at for at in TRIAL_WINDOWS]
+    # The content-aware ladder's options for ordinary content: what the rungs would get.
+    params = settings.x264_params_for(detailed=False, content_aware=True)
     tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="videoflix-trial-"))
     try:
         outputs = [
@@ -179,7 +187,7 @@ async def run_trial(
                     crf=TRIAL_CRF,
                     preset=TRIAL_PRESET,
                     target=tmp / f"{r.name}.h264",
-                    x264_params=settings.x264_params,
+                    x264_params=params,
                 )
                 for r in renditions
             ),
@@ -189,7 +197,7 @@ async def run_trial(
                 crf=SLOPE_CRF,
                 preset=TRIAL_PRESET,
                 target=tmp / "slope.h264",
-                x264_params=settings.x264_params,
+                x264_params=params,
             ),
         ]
         log: list[str] = []
@@ -303,12 +311,14 @@ async def plan_content(
         return ContentPlan(detailed=False, renditions=renditions)
     detailed = 0 < settings.detailed_content_bpp < trial.complexity
     if content_aware:
+        better_options = not detailed and settings.x264_params_content != settings.x264_params
         crfs = choose_crfs(
             trial,
             renditions,
             vmaf_target=settings.vmaf_target,
             crf_min=settings.crf_min,
             crf_max=settings.crf_max,
+            guard_steps=GUARD_CRF_STEPS + (CONTENT_OPTIONS_CRF_STEPS if better_options else 0),
         )
         renditions = capped(renditions, crfs)
     logger.info(

@@ -51,6 +51,11 @@ class TranscoderSettings(CommonSettings):
     vmaf_target: float = Field(94.0, ge=60, le=100, alias="TRANSCODER_VMAF_TARGET")
     crf_min: float = Field(18.0, ge=10, le=40, alias="TRANSCODER_CRF_MIN")
     crf_max: float = Field(28.0, ge=10, le=45, alias="TRANSCODER_CRF_MAX")
+    # x264 options of ordinary content on the content-aware ladder (detailed content keeps
+    # TRANSCODER_X264_PARAMS_DETAILED). trellis=1 there: at the same CRF it costs ~2.5 %
+    # more bits for ~1 VMAF more (Big Buck Bunny, bikes), worth ~1.3 CRF steps, i.e. far
+    # fewer bits for the same VMAF; the fixed ladder keeps today's options.
+    x264_params_content: str = Field("aq-mode=2:trellis=1", alias="TRANSCODER_X264_PARAMS_CONTENT")
     audio_bitrate: str = Field("128k", alias="TRANSCODER_AUDIO_BITRATE")
     segment_seconds: int = Field(10, ge=1, alias="TRANSCODER_SEGMENT_SECONDS")
     # 0: one key frame per segment, all HLS needs to switch renditions; every extra one
@@ -102,8 +107,10 @@ class TranscoderSettings(CommonSettings):
     def keyframe_interval(self) -> float:
         return self.keyframe_seconds or float(self.segment_seconds)
 
-    def x264_params_for(self, *, detailed: bool) -> str:
-        return self.x264_params_detailed if detailed else self.x264_params
+    def x264_params_for(self, *, detailed: bool, content_aware: bool = False) -> str:
+        if detailed:
+            return self.x264_params_detailed
+        return self.x264_params_content if content_aware else self.x264_params
 
     def preset_for(self, rendition: str, *, detailed: bool = False) -> str:
         per_rung = {
