@@ -20,7 +20,7 @@ class TranscoderSettings(CommonSettings):
     ffmpeg_threads: int = Field(0, alias="TRANSCODER_FFMPEG_THREADS")  # 0: ffmpeg decides
 
     # x264 speed/quality. Before encoding, a trial encode of a few seconds measures how hard
-    # the content is (bits per pixel at fixed quality, see pipeline.measure_complexity):
+    # the content is (bits per pixel at fixed quality, see ratecontrol.run_trial):
     # above TRANSCODER_DETAILED_CONTENT_BPP the detailed preset is used, which spends more
     # CPU where the ladder's bit rates are too low for the content (noise, grain, fine
     # detail) and the encoder's efficiency shows; ordinary content gets the fast preset,
