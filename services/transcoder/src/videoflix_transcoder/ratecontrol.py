@@ -59,6 +59,7 @@ TRIAL_CRF = 23.0
 SLOPE_CRF = 19.0  # the lowest rung is also encoded at this CRF: how fast bits fall with CRF
 TRIAL_WINDOWS = (0.2, 0.5, 0.8)  # where in the video the sampled windows lie
 TRIAL_WINDOW_SECONDS = 1.0
+COMPLEXITY_WINDOW_SECONDS = 2.0  # the fixed ladder's trial: the complexity measure alone
 TRIAL_TIMEOUT_SECONDS = 300
 TRIAL_PRESET = "veryfast"
 
@@ -98,6 +99,8 @@ class Trial:
     crf_per_halving: float  # CRF steps that halve the bits (measured on the lowest rung)
 
     def summary(self) -> str:
+        if not self.rungs:
+            return f"{self.complexity:.3f} bits/pixel"
         rungs = ", ".join(f"{r.name} {r.kbps:.0f}k {r.psnr:.2f} dB" for r in self.rungs)
         return (
             f"{self.complexity:.3f} bits/pixel; at crf {TRIAL_CRF:g}: {rungs}; "
@@ -161,45 +164,18 @@ def capped(renditions: Sequence[Rendition], crfs: dict[str, float]) -> list[Rend
 async def run_trial(
     *, source: Path, info: SourceInfo, renditions: Sequence[Rendition], settings: TranscoderSettings
 ) -> Trial:
-    """Encode the sampled windows for the complexity measure and at every rung's size;
-    raises FfmpegFailed, TimeoutError, OSError or ValueError (no PSNR in x264's report)."""
-    window = min(TRIAL_WINDOW_SECONDS, info.duration_seconds / len(TRIAL_WINDOWS))
+    """Encode the sampled windows for the complexity measure and, unless `renditions` is
+    empty (the fixed ladder needs only the complexity: today's 2 s windows), at every
+    rung's size; raises FfmpegFailed, TimeoutError, OSError or ValueError."""
+    seconds_each = TRIAL_WINDOW_SECONDS if renditions else COMPLEXITY_WINDOW_SECONDS
+    window = min(seconds_each, info.duration_seconds / len(TRIAL_WINDOWS))
     if window <= 0:
         raise ValueError("the source has no duration to sample")
     span = max(0.0, info.duration_seconds - window)
     starts = [span * at for at in TRIAL_WINDOWS]
-    # The content-aware ladder's options for ordinary content: what the rungs would get.
-    params = settings.x264_params_for(detailed=False, content_aware=True)
     tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="videoflix-trial-"))
     try:
-        outputs = [
-            TrialOutput(
-                *COMPLEXITY_SIZE,
-                crf=COMPLEXITY_CRF,
-                preset="ultrafast",
-                target=tmp / "complexity.h264",
-                frame_rate=COMPLEXITY_FPS,
-            ),
-            *(
-                TrialOutput(
-                    r.width,
-                    r.height,
-                    crf=TRIAL_CRF,
-                    preset=TRIAL_PRESET,
-                    target=tmp / f"{r.name}.h264",
-                    x264_params=params,
-                )
-                for r in renditions
-            ),
-            TrialOutput(
-                renditions[0].width,
-                renditions[0].height,
-                crf=SLOPE_CRF,
-                preset=TRIAL_PRESET,
-                target=tmp / "slope.h264",
-                x264_params=params,
-            ),
-        ]
+        outputs = _trial_outputs(renditions, settings, tmp)
         log: list[str] = []
         command = trial_command(
             ffmpeg_bin=settings.ffmpeg_bin,
@@ -212,9 +188,12 @@ async def run_trial(
         sizes = [output.target.stat().st_size for output in outputs]
     finally:
         await asyncio.to_thread(shutil.rmtree, tmp, True)
-    reports = reports_by_output(encoder_reports(log), sizes)
     seconds = window * len(starts)
     pixels = COMPLEXITY_SIZE[0] * COMPLEXITY_SIZE[1] * COMPLEXITY_FPS * seconds
+    complexity = sizes[0] * 8 / pixels
+    if not renditions:
+        return Trial(complexity=complexity, rungs=(), crf_per_halving=CRF_PER_HALVING_BOUNDS[1])
+    reports = reports_by_output(encoder_reports(log), sizes)
     rungs = tuple(
         RungTrial(
             name=r.name, kbps=report.kbps(seconds, settings.keyframe_interval), psnr=report.psnr
@@ -223,10 +202,48 @@ async def run_trial(
     )
     slope_kbps = reports[-1].kbps(seconds, settings.keyframe_interval)
     return Trial(
-        complexity=sizes[0] * 8 / pixels,
+        complexity=complexity,
         rungs=rungs,
         crf_per_halving=crf_per_halving(slope_kbps, rungs[0].kbps),
     )
+
+
+def _trial_outputs(
+    renditions: Sequence[Rendition], settings: TranscoderSettings, tmp: Path
+) -> list[TrialOutput]:
+    """The complexity measure's encode, then each rung's at TRIAL_CRF and the lowest rung's
+    at SLOPE_CRF, with the content-aware ladder's options for ordinary content."""
+    complexity = TrialOutput(
+        *COMPLEXITY_SIZE,
+        crf=COMPLEXITY_CRF,
+        preset="ultrafast",
+        target=tmp / "complexity.h264",
+        frame_rate=COMPLEXITY_FPS,
+    )
+    if not renditions:
+        return [complexity]
+    params = settings.x264_params_for(detailed=False, content_aware=True)
+    rungs = [
+        TrialOutput(
+            r.width,
+            r.height,
+            crf=TRIAL_CRF,
+            preset=TRIAL_PRESET,
+            target=tmp / f"{r.name}.h264",
+            x264_params=params,
+        )
+        for r in renditions
+    ]
+    lowest = renditions[0]
+    slope = TrialOutput(
+        lowest.width,
+        lowest.height,
+        crf=SLOPE_CRF,
+        preset=TRIAL_PRESET,
+        target=tmp / "slope.h264",
+        x264_params=params,
+    )
+    return [complexity, *rungs, slope]
 
 
 @dataclass
@@ -301,7 +318,12 @@ async def plan_content(
     if settings.detailed_content_bpp <= 0 and not content_aware:
         return ContentPlan(detailed=False, renditions=renditions)
     try:
-        trial = await run_trial(source=source, info=info, renditions=renditions, settings=settings)
+        trial = await run_trial(
+            source=source,
+            info=info,
+            renditions=renditions if content_aware else [],
+            settings=settings,
+        )
     except (FfmpegFailed, TimeoutError, OSError, ValueError) as exc:
         logger.warning(
             "complexity check (trial encode) of %s failed (%s); ordinary preset, fixed ladder",
