@@ -7,7 +7,8 @@ temporal noise; 1080p30 with audio, generated here) it times
       1080p) at x264's default preset, each decoding the source again, plus one more run
       for the thumbnail, and
   (b) ladder: the transcoder's own pipeline (`videoflix_transcoder.pipeline.encode_video`,
-      the code the workers run, configured by the same TRANSCODER_* environment variables),
+      the code the workers run, configured by the same TRANSCODER_* environment variables,
+      at the fixed bit rates of (a): TRANSCODER_RATE_CONTROL=fixed),
 
 and prints wall time, real-time factor (wall / clip duration), peak memory of the largest
 ffmpeg process, and VMAF of the 720p rendition against the source (scaled to 720p; SSIM
@@ -218,11 +219,15 @@ def measure_ladder(source: Path, work_dir: Path) -> Run:
     out = work_dir / f"{source.stem}-ladder"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    # The fixed bit rates, like (a): this compares one pass against three runs, not rate
+    # control (the content-aware ladder against the fixed one is bench_bitrate.py's).
+    env = {**os.environ, "TRANSCODER_RATE_CONTROL": "fixed"}
     result = subprocess.run(
         [sys.executable, __file__, "--run-ladder", str(source), str(out)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     return Run(report["wall_seconds"], report["cpu_seconds"], report["peak_rss_mib"], out)

@@ -3,7 +3,8 @@
 # do not compete for the 2 cores. Each compares against a reference measured in the same run
 # and prints its own table; the output is also kept in test-artifacts/bench/.
 # Run one: `make bench BENCH=streaming` (matches bench_<name>.py). The benchmarks:
-# auth_flood (token refresh during a register flood), catalog_list, films (chunk-parallel
+# auth_flood (token refresh during a register flood), bitrate (content-aware ladder vs the
+# fixed one, issue 19), catalog_list, films (chunk-parallel
 # transcoding, issue 17), streaming, transcode, upload_memory, tus_upload (resumable upload
 # vs the single request), worker_memory (a transcoder worker's peak against the memory limit
 # of deploy/k8s, issue 21).

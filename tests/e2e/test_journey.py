@@ -263,6 +263,13 @@ def check_playlists_and_segments(user: Api, video: PublishedVideo) -> None:
         assert playlist.stream_info.resolution[1] == RENDITION_HEIGHTS[resolution]
         variants[resolution] = playlist
     assert set(variants) == set(RENDITION_HEIGHTS), "a 1080p source gets the whole ladder"
+    # The admin API shows what the master playlist declares: each rendition's true peak
+    # (BANDWIDTH) and average, and the CRF the content-aware ladder chose for it.
+    bitrates = video.admin_view["renditions_bitrate"]
+    for resolution, playlist in variants.items():
+        assert bitrates[resolution]["peak_bitrate"] == playlist.stream_info.bandwidth
+        assert bitrates[resolution]["average_bitrate"] == playlist.stream_info.average_bandwidth
+        assert bitrates[resolution]["crf"] is not None, bitrates
 
     for resolution in RENDITION_HEIGHTS:
         check_rendition(user, f"{base}{resolution}/", resolution, video.clip.seconds)

@@ -10,6 +10,7 @@ from videoflix_catalog import service
 from videoflix_catalog.events import run_sweeper
 from videoflix_shared.events import (
     QueuedTranscode,
+    RenditionBitrate,
     TranscodeProgress,
     TranscodeQueueState,
     TranscodeRenditionReady,
@@ -76,6 +77,49 @@ async def test_a_film_plays_at_its_lowest_rung_and_gains_the_others(catalog) -> 
     state = await catalog.wait_for(vid, lambda v: v["progress"] == 100, "completed")
     assert state["renditions"] == ["480p", "720p", "1080p"]
     assert state["eta_seconds"] is None
+
+
+async def test_admin_api_shows_each_renditions_average_and_peak_bitrate_and_crf(catalog) -> None:
+    vid = (await catalog.upload_ok())["id"]
+    low = RenditionBitrate(average_bitrate=900_000, peak_bitrate=1_300_000, crf=21.5)
+    high = RenditionBitrate(average_bitrate=2_100_000, peak_bitrate=3_200_000, crf=22.0)
+    first = rendition_ready(catalog, vid, ["480p"]).model_copy(
+        update={"renditions_bitrate": {"480p": low}}
+    )
+    await catalog.bus.publish(first)
+    state = await catalog.wait_for(vid, lambda v: v["status"] == "ready", "ready at 480p")
+    assert state["renditions_bitrate"] == {
+        "480p": {"average_bitrate": 900_000, "peak_bitrate": 1_300_000, "crf": 21.5}
+    }
+
+    completed = catalog.completed_event(vid).model_copy(
+        update={
+            "renditions": ["480p", "720p"],
+            "renditions_bitrate": {
+                "480p": low,
+                "720p": high,
+            },
+        }
+    )
+    await catalog.bus.publish(completed)
+    state = await catalog.wait_for(vid, lambda v: v["progress"] == 100, "completed")
+    assert state["renditions_bitrate"]["720p"] == {
+        "average_bitrate": 2_100_000,
+        "peak_bitrate": 3_200_000,
+        "crf": 22.0,
+    }
+    assert set(state["renditions_bitrate"]) == {"480p", "720p"}
+
+
+async def test_a_fixed_ladder_rendition_shows_no_crf(catalog) -> None:
+    vid = (await catalog.upload_ok())["id"]
+    fixed = RenditionBitrate(average_bitrate=1_400_000, peak_bitrate=1_700_000)
+    await catalog.bus.publish(
+        catalog.completed_event(vid).model_copy(update={"renditions_bitrate": {"480p": fixed}})
+    )
+    state = await catalog.wait_for(vid, lambda v: v["status"] == "ready", "ready")
+    assert state["renditions_bitrate"]["480p"]["crf"] is None
+    assert state["renditions_bitrate"]["480p"]["peak_bitrate"] == 1_700_000
 
 
 async def test_completed_of_the_current_generation_wins_over_a_sweeper_failure(catalog) -> None:

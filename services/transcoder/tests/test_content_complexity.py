@@ -1,4 +1,4 @@
-"""The trial encode that picks the x264 preset: detailed content gets the slower preset."""
+"""The trial encode that picks the x264 preset: detailed content gets the detailed preset."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from videoflix_transcoder.pipeline import is_detailed_content, measure_complexity
+from videoflix_transcoder.ladder import plan_renditions
 from videoflix_transcoder.probe import probe_source
+from videoflix_transcoder.ratecontrol import plan_content, run_trial
 from videoflix_transcoder.settings import TranscoderSettings
 
 
@@ -31,7 +32,10 @@ def noisy_clip(make_clip: Callable[..., Path]) -> Path:
 
 async def check(clip: Path, settings: TranscoderSettings) -> bool:
     info = await probe_source(clip, ffprobe_bin=settings.ffprobe_bin)
-    return await is_detailed_content(source=clip, info=info, settings=settings)
+    plan = await plan_content(
+        source=clip, info=info, renditions=plan_renditions(info), settings=settings
+    )
+    return plan.detailed
 
 
 async def test_noisy_content_measures_far_more_bits_per_pixel_than_flat_content(
@@ -40,7 +44,10 @@ async def test_noisy_content_measures_far_more_bits_per_pixel_than_flat_content(
     measured = {}
     for clip in (flat_clip, noisy_clip):
         info = await probe_source(clip, ffprobe_bin=settings.ffprobe_bin)
-        measured[clip.name] = await measure_complexity(source=clip, info=info, settings=settings)
+        trial = await run_trial(
+            source=clip, info=info, renditions=plan_renditions(info), settings=settings
+        )
+        measured[clip.name] = trial.complexity
     assert 0 < measured["flat.mp4"] < settings.detailed_content_bpp < measured["noisy.mp4"]
 
 

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import m3u8
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
@@ -20,6 +21,7 @@ from videoflix_shared.events import (
     VideoUploaded,
 )
 from videoflix_transcoder.dispatcher import CatalogEventHandler
+from videoflix_transcoder.playlists import read_media_playlist
 from videoflix_transcoder.queue import (
     PRIORITY_OFFSET_MS,
     enqueue,
@@ -136,6 +138,21 @@ async def test_a_film_is_chunked_and_its_seams_are_invisible(
         frame = 1 / 30
         assert abs(audio[0] - video[0]) <= frame
         assert abs((audio[-1] + 1024 / 48000) - (video[-1] + frame)) <= frame
+    # Every chunk of a rung was encoded at the title's CRF, decided once in the plan; the
+    # master playlist declares each rung's measured peak, which covers every segment.
+    rates = completed[0].renditions_bitrate
+    assert set(rates) == {"480p", "720p"}
+    assert all(rate.crf is not None for rate in rates.values())
+    for variant in m3u8.load(str(out / "master.m3u8")).playlists:
+        rung = variant.uri.split("/")[0]
+        assert variant.stream_info.bandwidth == rates[rung].peak_bitrate
+        assert variant.stream_info.average_bandwidth == rates[rung].average_bitrate
+        segments = read_media_playlist(out / variant.uri)
+        assert all(
+            s.size_bytes * 8 / s.duration <= variant.stream_info.bandwidth
+            for s in segments
+            if s.duration >= 1.0
+        )
     # The work directory is gone.
     assert not list((film_settings.media_root / "hls").glob(f".film-{video_id}-*"))
 

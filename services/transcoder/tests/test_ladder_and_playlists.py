@@ -14,7 +14,12 @@ from videoflix_transcoder.events import ProgressReporter
 from videoflix_transcoder.ffmpeg import ladder_command
 from videoflix_transcoder.ladder import plan_renditions, thumbnail_seconds
 from videoflix_transcoder.pipeline import encode_timeout
-from videoflix_transcoder.playlists import Segment, correct_master_bandwidth, peak_bitrate
+from videoflix_transcoder.playlists import (
+    Segment,
+    VariantRate,
+    correct_master_bandwidth,
+    peak_bitrate,
+)
 from videoflix_transcoder.probe import SourceInfo, source_info_from_probe
 from videoflix_transcoder.settings import TranscoderSettings
 
@@ -137,25 +142,35 @@ def test_peak_bitrate_follows_the_hls_definition_over_half_to_one_and_a_half_tar
     assert peak_bitrate([Segment("seg_00000.ts", 2.0, 100_000)], 10) == 400_001
 
 
-def test_master_bandwidth_is_raised_to_the_measured_peak_but_never_lowered(tmp_path: Path) -> None:
-    for name, size in (("480p", 3_000_000), ("720p", 10)):
+def test_master_bandwidth_is_the_measured_peak_and_average_bandwidth_the_average(
+    tmp_path: Path,
+) -> None:
+    # 480p: one 10 s segment of 3 MB (2.4 Mbit/s, above the declared rate); 720p: tiny
+    # segments (a capped-CRF rung of easy content, far below the declared cap).
+    for name, sizes in (("480p", [3_000_000]), ("720p", [10_000, 30_000])):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "seg_00000.ts").write_bytes(b"x" * size)
-        (tmp_path / name / "index.m3u8").write_text(
-            "#EXTM3U\n#EXTINF:10.0,\nseg_00000.ts\n#EXT-X-ENDLIST\n"
-        )
+        entries = ""
+        for index, size in enumerate(sizes):
+            (tmp_path / name / f"seg_{index:05d}.ts").write_bytes(b"x" * size)
+            entries += f"#EXTINF:10.0,\nseg_{index:05d}.ts\n"
+        (tmp_path / name / "index.m3u8").write_text(f"#EXTM3U\n{entries}#EXT-X-ENDLIST\n")
     (tmp_path / "master.m3u8").write_text(
         "#EXTM3U\n#EXT-X-VERSION:3\n"
         '#EXT-X-STREAM-INF:BANDWIDTH=1790800,RESOLUTION=854x480,CODECS="avc1.64001f,mp4a.40.2"\n480p/index.m3u8\n\n'
         '#EXT-X-STREAM-INF:BANDWIDTH=3990800,RESOLUTION=1280x720,CODECS="avc1.64001f,mp4a.40.2"\n720p/index.m3u8\n'
     )
 
-    bandwidths = correct_master_bandwidth(tmp_path / "master.m3u8", 10)
+    rates = correct_master_bandwidth(tmp_path / "master.m3u8", 10)
 
-    assert bandwidths == {"480p/index.m3u8": 2_400_001, "720p/index.m3u8": 3_990_800}
+    assert rates["480p/index.m3u8"] == VariantRate(2_400_001, 2_400_001)
+    # The peak of 1 or 2 consecutive 10 s segments (0.5 to 1.5 target durations): 24 kbit/s;
+    # the average over both: 16 kbit/s. Not the declared 3.99 Mbit/s.
+    assert rates["720p/index.m3u8"] == VariantRate(24_001, 16_001)
     master = (tmp_path / "master.m3u8").read_text()
     assert "BANDWIDTH=2400001,RESOLUTION=854x480" in master
     assert "AVERAGE-BANDWIDTH=2400001" in master
+    assert "BANDWIDTH=24001,RESOLUTION=1280x720" in master
+    assert "AVERAGE-BANDWIDTH=16001" in master
     assert 'CODECS="avc1.64001f,mp4a.40.2"' in master
 
 

@@ -144,6 +144,15 @@ class TranscodeProgress(Event):
     eta_seconds: float | None = None
 
 
+class RenditionBitrate(BaseModel):
+    """What one rendition takes to stream (bits/s over its segments as written: video,
+    audio, container) and the CRF it was encoded at (null: the fixed ladder's bit rate)."""
+
+    average_bitrate: int = Field(ge=0)
+    peak_bitrate: int = Field(ge=0)  # the HLS peak segment bit rate (BANDWIDTH)
+    crf: float | None = None
+
+
 class TranscodeCompleted(Event):
     subject: ClassVar[str] = "transcoder.video.completed"
     stream: ClassVar[str] = TRANSCODER_STREAM
@@ -155,6 +164,8 @@ class TranscodeCompleted(Event):
     renditions: list[str]  # e.g. ["480p", "720p"]
     thumbnail_path: str  # relative to MEDIA_ROOT
     master_playlist_path: str  # relative to MEDIA_ROOT
+    # Per rendition name; absent from transcoders before the content-aware ladder.
+    renditions_bitrate: dict[str, RenditionBitrate] = Field(default_factory=dict)
 
 
 class TranscodeFailed(Event):
@@ -181,6 +192,7 @@ class TranscodeRenditionReady(Event):
     height: int
     thumbnail_path: str  # relative to MEDIA_ROOT
     master_playlist_path: str  # relative to MEDIA_ROOT
+    renditions_bitrate: dict[str, RenditionBitrate] = Field(default_factory=dict)
 
 
 class QueuedTranscode(BaseModel):

@@ -104,6 +104,12 @@ class Video(Base):
         JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
     eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Per ready rendition, what it takes to stream and how it was encoded, as the transcoder
+    # measured it: {"720p": {"average_bitrate": 2100000, "peak_bitrate": 2600000,
+    # "crf": 21.5}} (bits/s; crf null for the fixed ladder).
+    renditions_bitrate: Mapped[dict[str, dict[str, float | None]]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
     # Its place in the transcode queue while its work waits (transcoder.queue.state).
     queue_place: Mapped[int | None] = mapped_column(Integer, nullable=True)
     thumbnail_path: Mapped[str | None] = mapped_column(String(300), nullable=True)

@@ -77,6 +77,12 @@ def public_list_row(video: Video, *, public_base_url: str) -> dict[str, int | st
     }
 
 
+class RenditionBitrate(BaseModel):
+    average_bitrate: int = Field(description="Bits/s over the rendition's segments")
+    peak_bitrate: int = Field(description="HLS peak segment bit rate (the BANDWIDTH)")
+    crf: float | None = Field(description="x264 CRF chosen for the title; null: fixed bit rate")
+
+
 class AdminVideo(BaseModel):
     id: int
     title: str
@@ -101,6 +107,13 @@ class AdminVideo(BaseModel):
     )
     eta_seconds: float | None = Field(
         description="Estimated seconds until every rendition is ready (films); null if unknown"
+    )
+    renditions_bitrate: dict[str, RenditionBitrate] = Field(
+        default_factory=dict,
+        description=(
+            "Per ready rendition: average and peak bit rate in bits/s (segments as written) "
+            "and the CRF the content-aware ladder chose (null: fixed bit rate)"
+        ),
     )
     queue_place: int | None = Field(
         description="Place in the transcode queue while its work waits (1 = next)"
@@ -132,6 +145,10 @@ class AdminVideo(BaseModel):
             renditions=list(video.renditions or []),
             renditions_progress=dict(video.renditions_progress or {}),
             eta_seconds=video.eta_seconds,
+            renditions_bitrate={
+                name: RenditionBitrate.model_validate(rate)
+                for name, rate in (video.renditions_bitrate or {}).items()
+            },
             queue_place=video.queue_place,
             source_size=video.source_size,
             thumbnail_url=thumbnail_url(public_base_url, video) if ready else None,

@@ -580,6 +580,10 @@ def _mark_playable(
     video.width = event.width
     video.height = event.height
     video.renditions = list(event.renditions)
+    # Every ready rendition's (a film's event lists all of them so far).
+    video.renditions_bitrate = {
+        name: rate.model_dump() for name, rate in event.renditions_bitrate.items()
+    }
     video.thumbnail_path = event.thumbnail_path
     video.master_playlist_path = event.master_playlist_path
     video.failure_reason = None

@@ -22,6 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from videoflix_transcoder.ffmpeg import rate_control_args
 from videoflix_transcoder.ladder import Rendition
 
 PLAN = "plan.json"
@@ -56,7 +57,7 @@ class FilmPlan:
     frame_rate: float
     start_time: float  # of the video stream, in the source's own timestamps
     detailed: bool
-    renditions: list[Rendition]
+    renditions: list[Rendition]  # with the content-aware ladder's CRF per rung, if any
     chunks: list[Chunk]
     groups: list[list[str]] = field(default_factory=list)  # rung names, lowest rung first
 
@@ -183,8 +184,8 @@ def chunk_command(
     for i, (rendition, preset, output) in enumerate(zip(rungs, presets, outputs, strict=True)):
         command += [
             *("-map", f"[v{i}]", "-c:v", "libx264", "-threads", str(threads), "-preset", preset),
-            *("-b:v", f"{rendition.video_kbps}k", "-maxrate", f"{rendition.maxrate_kbps}k"),
-            *("-bufsize", f"{rendition.bufsize_kbps}k"),
+            # The title's rate control, decided once in the plan (renditions carry it).
+            *rate_control_args(rendition, stream=":v"),
             *(("-x264-params", x264_params) if x264_params else ()),
             *("-force_key_frames", f"expr:gte(t,n_forced*{keyframe_seconds:g})"),
             *("-an", "-sn", "-dn", "-f", "mp4", str(output)),

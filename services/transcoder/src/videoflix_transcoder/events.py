@@ -18,6 +18,7 @@ from videoflix_shared.bus import EventBus
 from videoflix_shared.events import (
     Event,
     QueuedTranscode,
+    RenditionBitrate,
     TranscodeCompleted,
     TranscodeFailed,
     TranscodeProgress,
@@ -48,7 +49,15 @@ def completed_event(*, video_id: int, result: EncodeResult) -> TranscodeComplete
         renditions=result.renditions,
         thumbnail_path=f"hls/{video_id}/{THUMBNAIL}",
         master_playlist_path=f"hls/{video_id}/{MASTER_PLAYLIST}",
+        renditions_bitrate=_bitrates(result),
     )
+
+
+def _bitrates(result: EncodeResult) -> dict[str, RenditionBitrate]:
+    return {
+        name: RenditionBitrate.model_validate(rate)
+        for name, rate in result.renditions_bitrate.items()
+    }
 
 
 def failed_event(*, video_id: int, generation: int, reason: str) -> TranscodeFailed:
@@ -77,6 +86,7 @@ def rendition_ready_event(
         height=result.height,
         thumbnail_path=f"hls/{video_id}/{THUMBNAIL}",
         master_playlist_path=f"hls/{video_id}/{MASTER_PLAYLIST}",
+        renditions_bitrate=_bitrates(result),
     )
 
 

@@ -1,4 +1,4 @@
-"""ffmpeg command lines (thumbnail, complexity sample, the one-pass ladder) and running them.
+"""ffmpeg command lines (thumbnail, trial encode, the one-pass ladder) and running them.
 
 The ladder is ONE ffmpeg process: the source is decoded once, split, scaled per rung and
 encoded by one x264 instance per rung, with key frames forced at the same times in every
@@ -14,6 +14,7 @@ import ctypes
 import signal
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from videoflix_transcoder.errors import summarize_ffmpeg_errors
@@ -26,6 +27,7 @@ ProgressCallback = Callable[[float], None]  # seconds of output written so far
 COMPLEXITY_SIZE = (640, 360)
 COMPLEXITY_FPS = 30
 COMPLEXITY_CRF = 23
+TRIAL_THREADS = 2
 
 
 def thumbnail_command(
@@ -47,38 +49,60 @@ def thumbnail_command(
     ]
 
 
-def complexity_command(
+@dataclass(frozen=True)
+class TrialOutput:
+    """One encode of a trial: picture size, x264 preset, CRF, and where it goes."""
+
+    width: int
+    height: int
+    crf: float
+    preset: str
+    target: Path
+    x264_params: str = ""
+    frame_rate: int | None = None  # resample to this rate; None: the source's
+
+
+def trial_command(
     *,
     ffmpeg_bin: str,
     source: Path,
-    target: Path,
+    outputs: list[TrialOutput],
     starts: list[float],
     window_seconds: float,
 ) -> list[str]:
-    """A quick fixed-quality encode of a few short windows of `source`, scaled to 640x360.
-
-    Its size in bits per pixel says how hard the content is to compress (the trial-encode
-    idea of per-title encoding): flat, clean pictures need few bits, detail and noise many.
-    """
+    """Fixed-quality encodes of a few short windows of `source`, decoded once, one per
+    output (each scaled to its size); x264 reports each one's PSNR (see ratecontrol.py)."""
     inputs: list[str] = []
     chains = []
     for i, start in enumerate(starts):
         inputs += ["-noaccurate_seek", "-ss", f"{start:.3f}", "-t", f"{window_seconds:.3f}"]
         inputs += ["-i", str(source)]
-        chains.append(
-            f"[{i}:v:0]scale={COMPLEXITY_SIZE[0]}:{COMPLEXITY_SIZE[1]}:flags=area,"
-            f"setsar=1,format=yuv420p,setpts=PTS-STARTPTS,fps={COMPLEXITY_FPS}[c{i}]"
+        chains.append(f"[{i}:v:0]setsar=1,format=yuv420p,setpts=PTS-STARTPTS[w{i}]")
+    joined = "".join(f"[w{i}]" for i in range(len(starts)))
+    split = "".join(f"[s{i}]" for i in range(len(outputs)))
+    graph = [*chains, f"{joined}concat=n={len(starts)}:v=1:a=0,split={len(outputs)}{split}"]
+    for i, output in enumerate(outputs):
+        resample = f",fps={output.frame_rate}" if output.frame_rate else ""
+        flags = ":flags=area" if output.frame_rate else ""
+        graph.append(
+            f"[s{i}]scale={output.width}:{output.height}{flags},setsar=1,"
+            f"format=yuv420p{resample}[t{i}]"
         )
-    joined = "".join(f"[c{i}]" for i in range(len(starts)))
-    graph = ";".join([*chains, f"{joined}concat=n={len(starts)}:v=1:a=0[out]"])
-    return [
+    command = [
         ffmpeg_bin,
-        *("-hide_banner", "-nostdin", "-y", "-loglevel", "error"),
+        # Info level: x264's closing summary ("PSNR Mean ... Global:") is an info message.
+        *("-hide_banner", "-nostdin", "-y", "-loglevel", "info", "-nostats"),
         *inputs,
-        *("-filter_complex", graph, "-map", "[out]"),
-        *("-c:v", "libx264", "-preset", "ultrafast", "-crf", str(COMPLEXITY_CRF)),
-        *("-f", "h264", str(target)),
+        *("-filter_complex", ";".join(graph)),
     ]
+    for i, output in enumerate(outputs):
+        command += ["-map", f"[t{i}]", "-c:v", "libx264", "-preset", output.preset]
+        # A fixed thread count: the same source gives the same bits on every machine.
+        command += ["-crf", f"{output.crf:g}", "-threads", str(TRIAL_THREADS), "-flags", "+psnr"]
+        if output.x264_params:
+            command += ["-x264-params", output.x264_params]
+        command += ["-f", "h264", str(output.target)]
+    return command
 
 
 def ladder_command(
@@ -138,13 +162,25 @@ def ladder_command(
 
 
 def _rate_control_options(renditions: list[Rendition], presets: list[str]) -> list[str]:
-    """Per output stream `i`: its x264 preset and its bitrate, peak rate and buffer."""
+    """Per output stream `i`: its x264 preset and its rate control."""
     options: list[str] = []
     for i, (rendition, preset) in enumerate(zip(renditions, presets, strict=True)):
-        options += [f"-preset:v:{i}", preset, f"-b:v:{i}", f"{rendition.video_kbps}k"]
-        options += [f"-maxrate:v:{i}", f"{rendition.maxrate_kbps}k"]
-        options += [f"-bufsize:v:{i}", f"{rendition.bufsize_kbps}k"]
+        options += [f"-preset:v:{i}", preset, *rate_control_args(rendition, stream=f":v:{i}")]
     return options
+
+
+def rate_control_args(rendition: Rendition, *, stream: str = "") -> list[str]:
+    """The rung's bit rate (fixed ladder) or capped CRF (content-aware), with its peak rate
+    and buffer; `stream` (":v:1") when the command has several outputs."""
+    if rendition.crf is None:
+        target = [f"-b{stream}", f"{rendition.video_kbps}k"]
+    else:
+        target = [f"-crf{stream}", f"{rendition.crf:g}"]
+    return [
+        *target,
+        *(f"-maxrate{stream}", f"{rendition.maxrate_kbps}k"),
+        *(f"-bufsize{stream}", f"{rendition.bufsize_kbps}k"),
+    ]
 
 
 class FfmpegFailed(Exception):
@@ -159,8 +195,11 @@ async def run_ffmpeg(
     *,
     timeout: float,
     on_progress: ProgressCallback | None = None,
+    log: list[str] | None = None,
 ) -> None:
     """Run ffmpeg; raises FfmpegFailed (with a summary of its errors) or TimeoutError.
+
+    `log`, when given, receives every line ffmpeg wrote to stderr (a trial encode's report).
 
     ffmpeg dies with this process (PR_SET_PDEATHSIG), so a worker killed with -9 leaves no
     encoder running; cancelling the calling task kills ffmpeg too.
@@ -179,7 +218,7 @@ async def run_ffmpeg(
         async with asyncio.timeout(timeout):
             await asyncio.gather(
                 _read_progress(proc.stdout, on_progress),
-                _read_lines(proc.stderr, stderr_tail),
+                _read_lines(proc.stderr, stderr_tail, log),
                 proc.wait(),
             )
     except BaseException:
@@ -205,11 +244,15 @@ async def _read_progress(
                     on_progress(microseconds / 1_000_000)
 
 
-async def _read_lines(stream: asyncio.StreamReader, into: deque[str]) -> None:
+async def _read_lines(
+    stream: asyncio.StreamReader, into: deque[str], log: list[str] | None
+) -> None:
     async for raw in stream:
         line = raw.decode(errors="replace").rstrip()
         if line:
             into.append(line)
+            if log is not None:
+                log.append(line)
 
 
 def _die_with_parent() -> None:

@@ -63,12 +63,17 @@ from videoflix_transcoder.pipeline import (
     check_complete,
     classify_ffmpeg_failure,
     encode_timeout,
-    is_detailed_content,
     make_thumbnail,
 )
-from videoflix_transcoder.playlists import correct_master_bandwidth
+from videoflix_transcoder.playlists import (
+    VariantRate,
+    correct_master_bandwidth,
+    renditions_bitrate,
+    variant_rate,
+)
 from videoflix_transcoder.probe import SourceInfo, video_start_time
 from videoflix_transcoder.queue import enqueue_film_job
+from videoflix_transcoder.ratecontrol import plan_content
 from videoflix_transcoder.settings import TranscoderSettings
 
 logger = logging.getLogger(__name__)
@@ -129,7 +134,11 @@ async def start_film(job: FilmJob, *, source: Path, source_path: str, info: Sour
         await make_thumbnail(
             source=source, info=info, target=files.root / THUMBNAIL, settings=settings
         )
-        renditions = plan_renditions(info)
+        # Rate control is decided here, once: every chunk of a rung encodes at its CRF.
+        content = await plan_content(
+            source=source, info=info, renditions=plan_renditions(info), settings=settings
+        )
+        renditions = content.renditions
         plan = FilmPlan(
             video_id=job.video_id,
             generation=job.generation,
@@ -140,7 +149,7 @@ async def start_film(job: FilmJob, *, source: Path, source_path: str, info: Sour
             has_audio=info.has_audio,
             frame_rate=info.frame_rate,
             start_time=await video_start_time(source, ffprobe_bin=settings.ffprobe_bin),
-            detailed=await is_detailed_content(source=source, info=info, settings=settings),
+            detailed=content.detailed,
             renditions=renditions,
             chunks=plan_chunks(
                 info.duration_seconds,
@@ -195,7 +204,9 @@ async def encode_film_chunk(job: FilmJob, *, chunk_index: int, group: int) -> st
             rungs=rungs,
             presets=[settings.preset_for(r.name, detailed=plan.detailed) for r in rungs],
             outputs=temporary,
-            x264_params=settings.x264_params_for(detailed=plan.detailed),
+            x264_params=settings.x264_params_for(
+                detailed=plan.detailed, content_aware=rungs[0].crf is not None
+            ),
             keyframe_seconds=settings.keyframe_interval,
             threads=settings.ffmpeg_threads,
         )
@@ -359,7 +370,7 @@ def _swap_in_first_rung(job: FilmJob, plan: FilmPlan, rung_dir: Path, final_dir:
         rung_dir.rename(work / rung)
         shutil.copyfile(job.files.root / THUMBNAIL, work / THUMBNAIL)
         _write_master(work, [rung], job.settings.segment_seconds)
-        _record(plan, [rung]).save(work)
+        _record(plan, [rung], work, job.settings.segment_seconds).save(work)
         replace_directory(work, final_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -381,7 +392,7 @@ def _add_rung(
         if r.name == rung or (record and r.name in record.renditions)
     ]
     _write_master(final_dir, done, segment_seconds)
-    _record(plan, done).save(final_dir)
+    _record(plan, done, final_dir, segment_seconds).save(final_dir)
 
 
 def _write_master(directory: Path, rungs: list[str], segment_seconds: int) -> None:
@@ -393,7 +404,13 @@ def _write_master(directory: Path, rungs: list[str], segment_seconds: int) -> No
     temporary.replace(directory / MASTER_PLAYLIST)
 
 
-def _record(plan: FilmPlan, rungs: list[str]) -> EncodeResult:
+def _record(
+    plan: FilmPlan, rungs: list[str], directory: Path, segment_seconds: int
+) -> EncodeResult:
+    rates: dict[str, VariantRate] = {
+        f"{rung}/index.m3u8": variant_rate(directory / rung / "index.m3u8", segment_seconds)
+        for rung in rungs
+    }
     return EncodeResult(
         generation=plan.generation,
         duration_seconds=round(plan.duration_seconds, 3),
@@ -401,6 +418,9 @@ def _record(plan: FilmPlan, rungs: list[str]) -> EncodeResult:
         height=plan.height,
         renditions=rungs,
         complete=len(rungs) == len(plan.renditions),
+        renditions_bitrate=renditions_bitrate(
+            rates, {r.name: r.crf for r in plan.renditions if r.name in rungs}
+        ),
     )
 
 

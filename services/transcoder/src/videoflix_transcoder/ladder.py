@@ -44,6 +44,9 @@ class Rendition:
     video_kbps: int
     maxrate_kbps: int
     bufsize_kbps: int
+    # Content-aware ladder (ratecontrol.py): x264's CRF, capped by maxrate/bufsize; None: the
+    # fixed ladder's average bit rate `video_kbps`.
+    crf: float | None = None
 
 
 def plan_renditions(source: SourceInfo) -> list[Rendition]:

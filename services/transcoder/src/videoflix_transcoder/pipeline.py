@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from videoflix_transcoder.errors import TranscodeError, invalid_source, transient
 from videoflix_transcoder.ffmpeg import (
-    COMPLEXITY_FPS,
-    COMPLEXITY_SIZE,
     FfmpegFailed,
-    complexity_command,
     ladder_command,
     run_ffmpeg,
     thumbnail_command,
 )
 from videoflix_transcoder.ladder import Rendition, fit_within, plan_renditions, thumbnail_seconds
-from videoflix_transcoder.playlists import correct_master_bandwidth, encoded_duration
+from videoflix_transcoder.playlists import (
+    RenditionBitrate,
+    correct_master_bandwidth,
+    encoded_duration,
+    renditions_bitrate,
+)
 from videoflix_transcoder.probe import SourceInfo, probe_source
+from videoflix_transcoder.ratecontrol import plan_content
 from videoflix_transcoder.settings import TranscoderSettings
 
 logger = logging.getLogger(__name__)
@@ -34,9 +36,6 @@ MASTER_PLAYLIST = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"
 THUMBNAIL_BOX = (854, 480)
 THUMBNAIL_TIMEOUT_SECONDS = 120
-COMPLEXITY_TIMEOUT_SECONDS = 60
-COMPLEXITY_WINDOWS = (0.2, 0.5, 0.8)  # where in the video the sampled windows lie
-COMPLEXITY_WINDOW_SECONDS = 2.0
 RECORD = ".transcode.json"  # what was encoded, kept beside the output (not served)
 
 # ffmpeg messages that mean the upload itself is broken: retrying cannot help.
@@ -64,6 +63,8 @@ class EncodeResult:
     renditions: list[str]
     # False while a film's higher rungs are still being assembled (films.py).
     complete: bool = True
+    # Per rung: average and peak bit rate as written, and its CRF (None: fixed ladder).
+    renditions_bitrate: dict[str, RenditionBitrate] = field(default_factory=dict)
 
     def save(self, directory: Path) -> None:
         (directory / RECORD).write_text(json.dumps(asdict(self)))
@@ -97,7 +98,8 @@ def _log_encode_plan(
         info.height,
         "detailed" if detailed else "ordinary",
         ", ".join(
-            f"{r.name} {r.width}x{r.height} {settings.preset_for(r.name, detailed=detailed)}"
+            f"{r.name} {r.width}x{r.height} {settings.preset_for(r.name, detailed=detailed)} "
+            + (f"{r.video_kbps}k" if r.crf is None else f"crf {r.crf:g} max {r.maxrate_kbps}k")
             for r in renditions
         ),
     )
@@ -114,8 +116,10 @@ async def encode_video(
     """Encode `source` into `output_dir` (which must exist and be empty)."""
     info = await probe_source(source, ffprobe_bin=settings.ffprobe_bin)
     await make_thumbnail(source=source, info=info, target=output_dir / THUMBNAIL, settings=settings)
-    renditions = plan_renditions(info)
-    detailed = await is_detailed_content(source=source, info=info, settings=settings)
+    content = await plan_content(
+        source=source, info=info, renditions=plan_renditions(info), settings=settings
+    )
+    renditions, detailed = content.renditions, content.detailed
     command = ladder_command(
         ffmpeg_bin=settings.ffmpeg_bin,
         source=source,
@@ -123,7 +127,9 @@ async def encode_video(
         renditions=renditions,
         has_audio=info.has_audio,
         presets=[settings.preset_for(r.name, detailed=detailed) for r in renditions],
-        x264_params=settings.x264_params_for(detailed=detailed),
+        x264_params=settings.x264_params_for(
+            detailed=detailed, content_aware=renditions[0].crf is not None
+        ),
         audio_bitrate=settings.audio_bitrate,
         segment_seconds=settings.segment_seconds,
         keyframe_seconds=settings.keyframe_interval,
@@ -147,57 +153,15 @@ async def encode_video(
         raise classify_ffmpeg_failure(exc) from None
 
     check_complete(output_dir / renditions[0].name / "index.m3u8", info)
-    correct_master_bandwidth(output_dir / MASTER_PLAYLIST, settings.segment_seconds)
+    rates = correct_master_bandwidth(output_dir / MASTER_PLAYLIST, settings.segment_seconds)
     return EncodeResult(
         generation=generation,
         duration_seconds=round(info.duration_seconds, 3),
         width=info.width,
         height=info.height,
         renditions=[r.name for r in renditions],
+        renditions_bitrate=renditions_bitrate(rates, {r.name: r.crf for r in renditions}),
     )
-
-
-async def measure_complexity(
-    *, source: Path, info: SourceInfo, settings: TranscoderSettings
-) -> float:
-    """Bits per pixel of a fixed-quality trial encode of three short windows of the video."""
-    window = min(COMPLEXITY_WINDOW_SECONDS, info.duration_seconds / len(COMPLEXITY_WINDOWS))
-    if window <= 0:
-        return 0.0
-    span = max(0.0, info.duration_seconds - window)
-    starts = [span * at for at in COMPLEXITY_WINDOWS]
-    with tempfile.TemporaryDirectory(prefix="videoflix-complexity-") as tmp:
-        sample = Path(tmp) / "sample.h264"
-        command = complexity_command(
-            ffmpeg_bin=settings.ffmpeg_bin,
-            source=source,
-            target=sample,
-            starts=starts,
-            window_seconds=window,
-        )
-        await run_ffmpeg(command, timeout=COMPLEXITY_TIMEOUT_SECONDS)
-        bits = sample.stat().st_size * 8
-    pixels = COMPLEXITY_SIZE[0] * COMPLEXITY_SIZE[1] * COMPLEXITY_FPS * window * len(starts)
-    return bits / pixels
-
-
-async def is_detailed_content(
-    *, source: Path, info: SourceInfo, settings: TranscoderSettings
-) -> bool:
-    """Whether the video needs the detailed preset (False when the check is switched off).
-
-    The check is an optimisation, never a reason to fail: if it cannot run, the ordinary
-    preset is used and the ladder encode reports any real problem with the file.
-    """
-    if settings.detailed_content_bpp <= 0:
-        return False
-    try:
-        bpp = await measure_complexity(source=source, info=info, settings=settings)
-    except (FfmpegFailed, TimeoutError, OSError) as exc:
-        logger.warning("complexity check of %s failed (%s); ordinary preset", source.name, exc)
-        return False
-    logger.info("complexity of %s: %.3f bits/pixel", source.name, bpp)
-    return bpp > settings.detailed_content_bpp
 
 
 async def make_thumbnail(

@@ -1,8 +1,10 @@
 """HLS playlists after encoding: measured bandwidth in the master playlist.
 
 The HLS spec makes BANDWIDTH an upper bound of the peak segment bit rate. ffmpeg declares
-1.1 x the nominal rate, which real segments exceed, so the master playlist is corrected
-from the segment files actually written (and AVERAGE-BANDWIDTH added).
+1.1 x the nominal rate (or the cap, for a capped CRF), which real segments exceed or stay
+far below, so the master playlist is rewritten from the segment files actually written:
+BANDWIDTH is the true peak and AVERAGE-BANDWIDTH the average (players' ABR picks a rung by
+them; a content-aware rung declared at its cap would be chosen too rarely).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 _BANDWIDTH = re.compile(r"(?<![-A-Z])BANDWIDTH=\d+")
 _AVERAGE_BANDWIDTH = re.compile(r",?AVERAGE-BANDWIDTH=\d+")
@@ -20,6 +23,21 @@ class Segment:
     uri: str
     duration: float
     size_bytes: int
+
+
+class RenditionBitrate(TypedDict):
+    """What a rendition took (bits/s, segments as written: video, audio, container) and the
+    CRF it was encoded at (None: the fixed ladder's bit rate)."""
+
+    average_bitrate: int
+    peak_bitrate: int
+    crf: float | None
+
+
+@dataclass(frozen=True)
+class VariantRate:
+    peak_bitrate: int  # BANDWIDTH
+    average_bitrate: int  # AVERAGE-BANDWIDTH
 
 
 def read_media_playlist(path: Path) -> list[Segment]:
@@ -65,26 +83,41 @@ def average_bitrate(segments: list[Segment]) -> int:
     return int(sum(s.size_bytes for s in segments) * 8 / total_seconds) + 1
 
 
-def correct_master_bandwidth(master: Path, target_duration: float) -> dict[str, int]:
-    """Rewrite BANDWIDTH (never lower than declared) and AVERAGE-BANDWIDTH of every variant
-    from its segments; returns the new BANDWIDTH per variant URI."""
+def variant_rate(media_playlist: Path, target_duration: float) -> VariantRate:
+    segments = read_media_playlist(media_playlist)
+    return VariantRate(peak_bitrate(segments, target_duration), average_bitrate(segments))
+
+
+def correct_master_bandwidth(master: Path, target_duration: float) -> dict[str, VariantRate]:
+    """Rewrite BANDWIDTH (the measured peak) and AVERAGE-BANDWIDTH of every variant from its
+    segments; returns them per variant URI."""
     lines = master.read_text().splitlines()
-    result: dict[str, int] = {}
+    result: dict[str, VariantRate] = {}
     for index, line in enumerate(lines):
         if not line.startswith("#EXT-X-STREAM-INF:"):
             continue
         uri = next((u.strip() for u in lines[index + 1 :] if u.strip()), "")
-        segments = read_media_playlist(master.parent / uri)
-        declared_match = _BANDWIDTH.search(line)
-        declared = int(declared_match.group(0).split("=")[1]) if declared_match else 0
-        bandwidth = max(declared, peak_bitrate(segments, target_duration))
+        rate = variant_rate(master.parent / uri, target_duration)
         attributes = _AVERAGE_BANDWIDTH.sub("", line.removeprefix("#EXT-X-STREAM-INF:"))
-        attributes = _BANDWIDTH.sub(f"BANDWIDTH={bandwidth}", attributes)
-        attributes += f",AVERAGE-BANDWIDTH={average_bitrate(segments)}"
+        attributes = _BANDWIDTH.sub(f"BANDWIDTH={rate.peak_bitrate}", attributes)
+        attributes += f",AVERAGE-BANDWIDTH={rate.average_bitrate}"
         lines[index] = "#EXT-X-STREAM-INF:" + attributes
-        result[uri] = bandwidth
+        result[uri] = rate
     master.write_text("\n".join(line for line in lines if line.strip()) + "\n")
     return result
+
+
+def renditions_bitrate(
+    rates: dict[str, VariantRate], crfs: dict[str, float | None]
+) -> dict[str, RenditionBitrate]:
+    """Per rung name ("480p"), from the rates per variant URI ("480p/index.m3u8")."""
+    return {
+        name: RenditionBitrate(
+            average_bitrate=rate.average_bitrate, peak_bitrate=rate.peak_bitrate, crf=crf
+        )
+        for name, crf in crfs.items()
+        if (rate := rates.get(f"{name}/index.m3u8")) is not None
+    }
 
 
 def encoded_duration(media_playlist: Path) -> float:

@@ -5,7 +5,9 @@ Every variable is documented in the transcoder section of the root `.env.example
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from videoflix_shared.settings import CommonSettings
 
@@ -18,7 +20,7 @@ class TranscoderSettings(CommonSettings):
     ffmpeg_threads: int = Field(0, alias="TRANSCODER_FFMPEG_THREADS")  # 0: ffmpeg decides
 
     # x264 speed/quality. Before encoding, a trial encode of a few seconds measures how hard
-    # the content is (bits per pixel at fixed quality, see pipeline.measure_complexity):
+    # the content is (bits per pixel at fixed quality, see ratecontrol.run_trial):
     # above TRANSCODER_DETAILED_CONTENT_BPP the detailed preset is used, which spends more
     # CPU where the ladder's bit rates are too low for the content (noise, grain, fine
     # detail) and the encoder's efficiency shows; ordinary content gets the fast preset,
@@ -40,6 +42,20 @@ class TranscoderSettings(CommonSettings):
         "trellis=1:aq-mode=2:deblock=-2,-2:rc-lookahead=30",
         alias="TRANSCODER_X264_PARAMS_DETAILED",
     )
+    # Rate control. "content" (content-aware ladder, ratecontrol.py): every rung gets a
+    # capped CRF chosen per title from a trial encode of sampled windows, aiming the top rung
+    # at TRANSCODER_VMAF_TARGET but never far below what the fixed bit rate would give, with
+    # maxrate no higher than the rung's nominal rate. "fixed": the nominal bit rates
+    # (480p 1500k, 720p 3500k, 1080p 6500k) whatever the content.
+    rate_control: Literal["content", "fixed"] = Field("content", alias="TRANSCODER_RATE_CONTROL")
+    vmaf_target: float = Field(94.0, ge=60, le=100, alias="TRANSCODER_VMAF_TARGET")
+    crf_min: float = Field(18.0, ge=10, le=40, alias="TRANSCODER_CRF_MIN")
+    crf_max: float = Field(28.0, ge=10, le=45, alias="TRANSCODER_CRF_MAX")
+    # x264 options of ordinary content on the content-aware ladder (detailed content keeps
+    # TRANSCODER_X264_PARAMS_DETAILED). trellis=1 there: at the same CRF it costs ~2.5 %
+    # more bits for ~1 VMAF more (Big Buck Bunny, bikes), worth ~1.3 CRF steps, i.e. far
+    # fewer bits for the same VMAF; the fixed ladder keeps today's options.
+    x264_params_content: str = Field("aq-mode=2:trellis=1", alias="TRANSCODER_X264_PARAMS_CONTENT")
     audio_bitrate: str = Field("128k", alias="TRANSCODER_AUDIO_BITRATE")
     segment_seconds: int = Field(10, ge=1, alias="TRANSCODER_SEGMENT_SECONDS")
     # 0: one key frame per segment, all HLS needs to switch renditions; every extra one
@@ -80,6 +96,12 @@ class TranscoderSettings(CommonSettings):
         5.0, gt=0, alias="TRANSCODER_PROGRESS_INTERVAL_SECONDS"
     )
 
+    @model_validator(mode="after")
+    def _crf_bounds_in_order(self) -> TranscoderSettings:
+        if self.crf_min > self.crf_max:
+            raise ValueError("TRANSCODER_CRF_MIN must not be above TRANSCODER_CRF_MAX")
+        return self
+
     @property
     def queue_name(self) -> str:
         """The arq queue, under the stack's Redis prefix so stacks and test runs never mix."""
@@ -89,8 +111,10 @@ class TranscoderSettings(CommonSettings):
     def keyframe_interval(self) -> float:
         return self.keyframe_seconds or float(self.segment_seconds)
 
-    def x264_params_for(self, *, detailed: bool) -> str:
-        return self.x264_params_detailed if detailed else self.x264_params
+    def x264_params_for(self, *, detailed: bool, content_aware: bool = False) -> str:
+        if detailed:
+            return self.x264_params_detailed
+        return self.x264_params_content if content_aware else self.x264_params
 
     def preset_for(self, rendition: str, *, detailed: bool = False) -> str:
         per_rung = {
