@@ -241,7 +241,7 @@ def expected_sources(target: str) -> set[tuple[str, str]]:
         "auth": http | {("pod", "catalog"), ("pod", "streaming")},  # JWKS: who verifies tokens
         "catalog": http,
         "streaming": http,
-        "transcoder-dispatcher": {MONITORING},
+        "transcoder-dispatcher": {MONITORING, ("pod", "catalog")},  # /jobs: the admin panel
         "transcoder-worker": {MONITORING},
         "mailer": {MONITORING},
         "mailpit": {("pod", "mailer")},
