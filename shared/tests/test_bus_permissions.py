@@ -281,6 +281,28 @@ async def test_streaming_replays_playback_states_from_access_but_reads_nothing_e
         )
 
 
+async def test_catalog_reads_back_the_playback_states_it_announced(connect) -> None:
+    """Catalog's start-up reconciliation (videoflix_catalog.events.announced_access) reads
+    the last state per video of its own ACCESS stream with an ephemeral consumer."""
+    catalog = await connect("catalog")
+    assert catalog.js is not None
+    await catalog.publish(VideoAccessChanged(video_id=8, published=True, ready=True))
+    sub = await asyncio.wait_for(
+        catalog.js.pull_subscribe(
+            catalog.subject("access.video.*"),
+            stream=catalog.stream("ACCESS"),
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT
+            ),
+        ),
+        5,
+    )
+    messages = await sub.fetch(10, timeout=5)
+    states = [parse_event(catalog.unprefixed(m.subject), m.data) for m in messages]
+    assert any(s.video_id == 8 and s.published for s in states)
+    await sub.unsubscribe()
+
+
 async def test_lost_streams_and_consumers_come_back_within_the_services_own_rights(
     connect, nats_server: SecuredNats
 ) -> None:

@@ -88,7 +88,9 @@ PRINCIPALS: tuple[Principal, ...] = (
         "catalog",
         # CATALOG for the transcoder; ACCESS, the playback state of every video, for streaming
         owns=(CATALOG_STREAM, ACCESS_STREAM),
-        reads=(Reads(TRANSCODER_STREAM, "catalog"),),
+        # ...and reads ACCESS back at start (an ephemeral consumer: the last state per video)
+        # to announce what the stream lacks (videoflix_catalog.events.announced_access)
+        reads=(Reads(TRANSCODER_STREAM, "catalog"), Reads(ACCESS_STREAM)),
         redis_keys=("{p}catalog:*",),
         # the list cache announces changes to every catalog process on its own channel
         redis_channels=("{p}catalog:*",),
