@@ -276,8 +276,10 @@ class EventBus:
         for task in [self._watchdog, *self._reactions]:
             if task is not None:
                 task.cancel()
+                # Bounded: closing must never hang on a task that ignores its cancellation
+                # or belongs to another event loop (a session-wide bus in a test run).
                 with contextlib.suppress(BaseException):
-                    await task
+                    await asyncio.wait([task], timeout=5)
         self._watchdog = None
         if self.nc is not None and not self.nc.is_closed:
             # JetStream publishes are already acknowledged, so flush + close is enough;
