@@ -88,7 +88,7 @@ def traced_app(session_factory=None, bus: EventBus | None = None) -> FastAPI:
     """An app of the shared factory whose route logs, and stages or publishes an event."""
     router = APIRouter()
 
-    @router.post("/work/{video_id}")
+    @router.post("/encode/{video_id}")
     async def work(video_id: int) -> dict[str, str | None]:
         logging.getLogger(LOGGER).info("request handled")
         if session_factory is not None:
@@ -163,7 +163,7 @@ def test_a_context_writes_a_valid_traceparent_for_the_next_hop():
 
 
 async def test_a_request_without_traceparent_is_traced_by_its_request_id(captured):
-    response = await post(traced_app(), "/work/1")
+    response = await post(traced_app(), "/encode/1")
     request_id = response.headers["x-request-id"]
     assert captured.lines("request handled") == [(request_id, request_id)]
     traceparent = tracing.parse_traceparent(response.json()["traceparent"])
@@ -172,7 +172,7 @@ async def test_a_request_without_traceparent_is_traced_by_its_request_id(capture
 
 
 async def test_a_request_with_traceparent_continues_the_callers_trace(captured):
-    response = await post(traced_app(), "/work/1", headers={"traceparent": CLIENT_TRACEPARENT})
+    response = await post(traced_app(), "/encode/1", headers={"traceparent": CLIENT_TRACEPARENT})
     request_id = response.headers["x-request-id"]
     assert request_id != CLIENT_TRACE
     assert captured.lines("request handled") == [(request_id, CLIENT_TRACE)]
@@ -188,7 +188,7 @@ async def test_an_event_staged_by_a_request_is_consumed_in_the_requests_trace(
     captured, session_factory, bus
 ):
     video_id = 3001
-    response = await post(traced_app(session_factory), f"/work/{video_id}")
+    response = await post(traced_app(session_factory), f"/encode/{video_id}")
     request_id = response.headers["x-request-id"]
     async with session_factory() as session:
         rows = (await session.scalars(select(OutboxMessage))).all()
@@ -210,14 +210,14 @@ async def test_spans_of_one_request_and_its_event_form_one_trace(bus):
     assert tracing.configure_tracing("tracetest", exporter=exporter)
     try:
         video_id = 3002
-        response = await post(traced_app(bus=bus), f"/work/{video_id}")
+        response = await post(traced_app(bus=bus), f"/encode/{video_id}")
         request_id = response.headers["x-request-id"]
         assert await consume_one(bus, video_id, f"spans-{uuid.uuid4().hex[:6]}") == request_id
     finally:
         tracing.shutdown_tracing()
 
     spans = {span.name: span for span in exporter.get_finished_spans()}
-    server = spans["POST /work/{video_id}"]
+    server = spans["POST /encode/{video_id}"]
     publish = spans["catalog.video.deleted publish"]
     process = spans["catalog.video.deleted process"]
     assert server.kind == SpanKind.SERVER
@@ -289,10 +289,10 @@ async def test_with_an_endpoint_spans_are_exported_over_otlp_http():
     tracing.shutdown_tracing()
     try:
         assert tracing.configure_tracing("tracetest", endpoint=receiver.url)
-        response = await post(traced_app(), "/work/7")
+        response = await post(traced_app(), "/encode/7")
         tracing.shutdown_tracing()  # flushes the batch
     finally:
         tracing.shutdown_tracing()
         receiver.close()
     request_id = response.headers["x-request-id"]
-    assert ("videoflix-tracetest", "POST /work/{video_id}", request_id) in receiver.spans
+    assert ("videoflix-tracetest", "POST /encode/{video_id}", request_id) in receiver.spans
