@@ -161,34 +161,19 @@ async def test_lowest_rung_work_runs_before_any_higher_rung_work(
     film_settings: TranscoderSettings, pool: ArqRedis
 ) -> None:
     older, newer = new_video_id(), new_video_id()
-    await enqueue(
-        pool,
-        film_settings,
-        "film_chunk",
-        film_job_id(film_settings, older, 1, "chunk:0:g1"),
-        first=False,
-    )
-    await enqueue(
-        pool,
-        film_settings,
-        "film_chunk",
-        film_job_id(film_settings, older, 1, "chunk:1:g1"),
-        first=False,
-    )
-    await enqueue(
-        pool,
-        film_settings,
-        "film_chunk",
-        film_job_id(film_settings, older, 1, "chunk:0:g0"),
-        first=True,
-    )
-    await enqueue(
-        pool,
-        film_settings,
-        "film_chunk",
-        film_job_id(film_settings, newer, 1, "chunk:0:g0"),
-        first=True,
-    )
+    for video, part, first in (
+        (older, "chunk:0:g1", False),
+        (older, "chunk:1:g1", False),
+        (older, "chunk:0:g0", True),
+        (newer, "chunk:0:g0", True),
+    ):
+        await enqueue(
+            pool,
+            film_settings,
+            "film_chunk",
+            film_job_id(film_settings, video, 1, part),
+            first=first,
+        )
 
     order = [raw.decode() for raw in await pool.zrange(film_settings.queue_name, 0, -1)]
     assert order == [
