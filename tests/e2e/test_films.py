@@ -13,7 +13,7 @@ from typing import Any
 import m3u8
 import pytest
 
-from tests.e2e.helpers import ADMIN_VIDEOS, Api, generate_clip, upload
+from tests.e2e.helpers import ADMIN_VIDEOS, Api, generate_clip, upload, wait_until_playable
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +42,8 @@ def test_a_film_plays_at_480p_before_1080p_is_done(admin_api: Api, tmp_path: Pat
     video = poll(admin_api, vid, lambda v: v["status"] == "ready", 300, "480p ready")
     assert "1080p" not in video["renditions"], "480p is announced on its own, first"
     assert video["published"] is True
+    # Streaming learns of the 480p from catalog's announcement moments later (access.py).
+    wait_until_playable(admin_api.stack, vid)
     base = f"/api/video/{vid}/"
     master = m3u8.loads(admin_api.get(f"{base}master.m3u8").text)
     assert master.playlists[0].uri == "480p/index.m3u8"
