@@ -200,6 +200,10 @@ class VmafScorer:
 
     def score(self, rendition: Path, source: Path) -> float:
         width, height = picture_size(rendition)
+        return self.score_file(rendition, source, width, height)
+
+    def score_file(self, distorted: Path, source: Path, width: int, height: int) -> float:
+        """VMAF of `distorted` (a playlist or a file) against `source` at width x height."""
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "vmaf.json"
             graph = (
@@ -210,7 +214,7 @@ class VmafScorer:
             subprocess.run(
                 [
                     *(self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"),
-                    *("-i", str(rendition), "-i", str(source)),
+                    *("-i", str(distorted), "-i", str(source)),
                     *("-filter_complex", graph, "-f", "null", "-"),
                 ],
                 check=True,

@@ -22,6 +22,7 @@ from videoflix_transcoder.dispatcher import CatalogEventHandler
 from videoflix_transcoder.queue import transcode_job_id
 from videoflix_transcoder.service import delete_video_media
 from videoflix_transcoder.settings import TranscoderSettings
+from videoflix_transcoder.worker import build_worker
 
 from .conftest import Spawn, completed_events, new_video_id, place_upload
 
@@ -266,3 +267,33 @@ async def test_deleting_a_film_mid_chunk_cancels_its_remaining_jobs(
     assert not list(hls.glob(f".film-{video_id}-*"))
     events = await event_reader(video_id)  # type: ignore[operator]
     assert not [e for e in events if isinstance(e, TranscodeCompleted | TranscodeFailed)]
+
+
+async def test_a_job_claimed_by_a_worker_that_dies_before_running_it_is_free_within_the_lease(
+    make_settings: Callable[..., TranscoderSettings], redis_prefix: str, arq_pool: ArqRedis
+) -> None:
+    """arq marks a job in progress before the job function (and its lease) starts; a worker
+    killed in that moment must hold the job no longer than the lease, not for arq's job
+    timeout (seen under load: a film's chunk never ran again after kill -9)."""
+    settings = make_settings(REDIS_KEY_PREFIX=f"{redis_prefix}claim{new_video_id()}:")
+    job = await arq_pool.enqueue_job(
+        "film_chunk", video_id=1, generation=1, chunk=0, group=0, _queue_name=settings.queue_name
+    )
+    assert job is not None
+    worker = build_worker(settings, arq_pool, EventBus(url=settings.nats_url))
+
+    async def dies_before_the_function_runs(job_id: str, score: int) -> None:
+        return None
+
+    worker.run_job = dies_before_the_function_runs  # type: ignore[method-assign]
+    await worker.start_jobs([job.job_id.encode()])
+    claim = f"arq:in-progress:{job.job_id}"
+    assert await arq_pool.exists(claim)  # claimed, as arq does before running anything
+    assert 0 < await arq_pool.pttl(claim) <= settings.job_lease_seconds * 1000
+    await wait_until_async(
+        lambda: _claim_gone(arq_pool, claim), timeout=settings.job_lease_seconds + 2, what="free"
+    )
+
+
+async def _claim_gone(redis: ArqRedis, key: str) -> bool:
+    return not await redis.exists(key)

@@ -165,11 +165,19 @@ async def _observe_speed(
 
 class ObservedWorker(Worker):
     """arq's worker, recording the jobs arq itself gives up on (its tries exhausted, expired
-    in the queue) as failed, which no job function sees."""
+    in the queue) as failed, which no job function sees.
 
-    def __init__(self, *args: Any, metrics: WorkerMetrics, **kwargs: Any) -> None:
+    arq marks a job in progress for its whole timeout before the job function runs; every
+    job function holds that mark as a lease it renews (worker.py), so the mark starts with
+    the lease's length too: a worker killed before its job's lease began frees the job as
+    soon as one killed later does, not hours later."""
+
+    def __init__(
+        self, *args: Any, metrics: WorkerMetrics, lease_seconds: float, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.metrics = metrics
+        self.in_progress_timeout_s = lease_seconds
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         await super().finish_failed_job(job_id, result_data)

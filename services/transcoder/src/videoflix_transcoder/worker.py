@@ -293,6 +293,7 @@ def build_worker(
         health_check_interval=30,
         ctx={"settings": settings, "bus": bus, "metrics": metrics},
         metrics=metrics,
+        lease_seconds=settings.job_lease_seconds,
     )
 
 
