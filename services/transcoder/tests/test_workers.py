@@ -282,7 +282,7 @@ async def test_a_job_claimed_by_a_worker_that_dies_before_running_it_is_free_wit
     assert job is not None
     worker = build_worker(settings, arq_pool, EventBus(url=settings.nats_url))
 
-    async def dies_before_the_function_runs(job_id: str, score: int) -> None:
+    async def dies_before_the_function_runs(_job_id: str, _score: int) -> None:
         return None
 
     worker.run_job = dies_before_the_function_runs  # type: ignore[method-assign]
