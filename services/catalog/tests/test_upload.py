@@ -177,8 +177,25 @@ async def test_still_image_is_refused_as_not_a_video(catalog, still_image: Path)
                 "detail": ["Unexpected form field(s): bogus."],
             },
         ),
+        *(
+            (
+                {
+                    "video_file": ("a.mp4", b"x" * size, "video/mp4"),
+                    "title": (None, "t"),
+                    "category": (None, "Drama"),
+                },
+                {"video_file": ["Send the video in the field 'file'."]},
+            )
+            for size in (10, 100_000)
+        ),
     ],
-    ids=["missing file", "missing title and category", "unexpected field"],
+    ids=[
+        "missing file",
+        "missing title and category",
+        "unexpected field",
+        "small file in another field",
+        "large file in another field",
+    ],
 )
 async def test_incomplete_form_is_refused_with_field_errors(catalog, files, expected) -> None:
     before = await catalog.snapshot()

@@ -239,7 +239,10 @@ class MultipartUploadReader:
         if disposition != b"form-data" or not self._part_name:
             self._refuse(InvalidInput("Every multipart part needs a form-data name."))
         elif self._part_name != FILE_FIELD:
-            if self._part_name in self.fields:
+            if raw_filename is not None:  # else read as text: "too long", or "no file"
+                message = f"Send the video in the field '{FILE_FIELD}'."
+                self._refuse(InvalidInput(message, field=self._part_name))
+            elif self._part_name in self.fields:
                 self._refuse(InvalidInput("This field was sent twice.", field=self._part_name))
         elif self.filename is not None or raw_filename is None:
             message = "Send exactly one file in the field 'file'."
