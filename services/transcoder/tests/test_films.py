@@ -13,10 +13,12 @@ from pathlib import Path
 import m3u8
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import Job
 
 from videoflix_shared.bus import EventBus
 from videoflix_shared.events import (
     TranscodeCompleted,
+    TranscodeFailed,
     TranscodeRenditionReady,
     VideoUploaded,
 )
@@ -155,6 +157,49 @@ async def test_a_film_is_chunked_and_its_seams_are_invisible(
         )
     # The work directory is gone.
     assert not list((film_settings.media_root / "hls").glob(f".film-{video_id}-*"))
+
+
+async def test_a_truncated_film_fails_once_with_its_reason_and_shows_nothing(
+    film_settings: TranscoderSettings,
+    pool: ArqRedis,
+    event_bus: EventBus,
+    event_reader: Callable[..., object],
+    make_clip: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    """Its header promises 20 s, its data ends near 10 s: the chunk that meets the cut cannot
+    decode it, a permanent failure with ffmpeg's reason, not retried."""
+    video_id = new_video_id()
+    whole = make_clip(
+        "film-faststart.mp4", size="640x360", seconds=20, output_args=("-movflags", "+faststart")
+    )
+    truncated = tmp_path / "film-truncated.mp4"
+    data = whole.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    source_path = place_upload(film_settings.media_root, video_id, truncated)
+    await CatalogEventHandler(settings=film_settings, pool=pool).enqueue_transcode(
+        VideoUploaded(video_id=video_id, source_path=source_path)
+    )
+    await run_queue_dry(film_settings, pool, event_bus)
+
+    events = await event_reader(video_id)  # type: ignore[operator]
+    failed = [e for e in events if isinstance(e, TranscodeFailed)]
+    assert len(failed) == 1, events
+    assert "cannot decode the upload during chunk" in failed[0].reason, failed[0].reason
+    assert not [e for e in events if isinstance(e, TranscodeCompleted | TranscodeRenditionReady)]
+    # Every piece that ran, ran once: nothing was retried.
+    prefix = "arq:result:"
+    results = await pool.keys(f"{prefix}{transcode_job_id(film_settings, video_id, 1)}*")
+    assert len(results) > 1  # the plan and at least one piece
+    for key in results:
+        info = await Job(key.decode().removeprefix(prefix), pool).result_info()
+        assert info is not None
+        assert info.job_try == 1, key
+    hls = film_settings.media_root / "hls"
+    assert not (hls / str(video_id)).exists()  # nothing became visible
+    # The pieces that finished stay for an operator's retry of this generation (a new
+    # generation or a deletion removes them: test_jobs.py, test_workers.py).
+    assert (hls / f".film-{video_id}-1" / "plan.json").is_file()
 
 
 async def test_lowest_rung_work_runs_before_any_higher_rung_work(

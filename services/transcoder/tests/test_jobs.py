@@ -91,7 +91,7 @@ async def test_finished_job_is_swapped_into_place_and_announced(
     assert all(e.generation == 1 and 0 < e.percent <= 100 for e in progress)
 
 
-async def test_retranscode_replaces_the_previous_output_in_one_step(
+async def test_retranscode_replaces_the_previous_output_in_one_step_and_clears_older_work(
     settings: TranscoderSettings,
     event_bus: EventBus,
     marks: VideoMarks,
@@ -102,6 +102,10 @@ async def test_retranscode_replaces_the_previous_output_in_one_step(
     first = place_upload(media_root, video_id, make_clip("small.mp4"))
     assert await run_job(settings, event_bus, marks, video_id, first) == "completed"
     second = place_upload(media_root, video_id, make_clip("hd720.mp4", size="1280x720", seconds=2))
+    # What generation 1 could have left: a failed film's pieces (kept for an operator's
+    # retry of that generation) and a killed attempt's temporary output.
+    for stale in (f".film-{video_id}-1/480p", f".tmp-{video_id}-1-dead"):
+        (media_root / "hls" / stale).mkdir(parents=True)
 
     outcome = await run_job(settings, event_bus, marks, video_id, second, generation=2)
 

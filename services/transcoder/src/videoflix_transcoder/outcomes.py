@@ -61,17 +61,25 @@ def resolve_source(media_root: Path, source_path: str) -> Path:
 
 
 def remove_work_dirs(media_root: Path, video_id: int, generation: int | None = None) -> None:
-    """Remove temporary encode directories left by killed attempts of this generation, or
-    every work directory of the video (films' included) when `generation` is None."""
-    if generation is not None:
-        patterns = [f".tmp-{video_id}-{generation}-*"]
-    else:
-        patterns = [f".tmp-{video_id}-*", f".film-{video_id}-*"]
+    """Remove the video's work directories: with `generation`, what killed attempts of it
+    left (`.tmp-<id>-<generation>-*`) and everything of older generations, which a newer
+    one supersedes (a failed film's pieces are kept for a retry of their own generation
+    only); without it, every one (films' included: the video is deleted)."""
     hls_root = media_root / "hls"
-    if hls_root.is_dir():
-        for pattern in patterns:
-            for leftover in hls_root.glob(pattern):
+    if not hls_root.is_dir():
+        return
+    for pattern in (f".tmp-{video_id}-*", f".film-{video_id}-*"):
+        for leftover in hls_root.glob(pattern):
+            older = _work_generation(leftover.name) < (generation or 0)
+            current_temporary = leftover.name.startswith(f".tmp-{video_id}-{generation}-")
+            if generation is None or older or current_temporary:
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _work_generation(name: str) -> int:
+    """The generation in `.tmp-<id>-<generation>-<random>` or `.film-<id>-<generation>`."""
+    part = name.split("-")[2] if name.count("-") >= 2 else ""
+    return int(part) if part.isdigit() else 0
 
 
 def replace_directory(new: Path, target: Path) -> None:
