@@ -17,12 +17,15 @@ sets the generated ones' length) or a path.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import resource
 import subprocess
 import tempfile
 from pathlib import Path
 
 from bench_bitrate import REPO, VmafScorer, clip_source
+
+from videoflix_transcoder.probe import probe_source
 
 KEYFRAME_FRAMES = 300  # 10 s at 30 fps: one key frame per segment
 
@@ -41,7 +44,7 @@ def main() -> None:
     path = Path(args.clip)
     source = path if path.is_file() else clip_source(args.clip, args.seconds, args.work_dir)
     width, height = (int(n) for n in args.size.split("x"))
-    seconds = duration(source)
+    seconds = asyncio.run(probe_source(source)).duration_seconds
     scorer = VmafScorer()
     print("| setting | kbit/s | CPU s | VMAF |\n|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,20 +70,6 @@ def encode(source: Path, out: Path, width: int, height: int, options: list[str])
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-
-
-def duration(source: Path) -> float:
-    return float(
-        subprocess.run(
-            [
-                *("ffprobe", "-v", "error", "-show_entries", "format=duration"),
-                *("-of", "csv=p=0", str(source)),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,17 @@ async def run_queue_dry(settings: TranscoderSettings, pool: ArqRedis, bus: Event
         await worker.close()
 
 
+async def transcode_upload(
+    settings: TranscoderSettings, pool: ArqRedis, bus: EventBus, video_id: int, clip: Path
+) -> None:
+    """Place `clip` as the video's upload, queue it as the dispatcher does, run the queue dry."""
+    source_path = place_upload(settings.media_root, video_id, clip)
+    await CatalogEventHandler(settings=settings, pool=pool).enqueue_transcode(
+        VideoUploaded(video_id=video_id, source_path=source_path)
+    )
+    await run_queue_dry(settings, pool, bus)
+
+
 def probe_frames(path: Path, stream: str) -> list[float]:
     out = subprocess.run(
         [
@@ -101,11 +112,7 @@ async def test_a_film_is_chunked_and_its_seams_are_invisible(
 ) -> None:
     video_id = new_video_id()
     clip = make_clip("film720.mp4", size="1280x720", seconds=20, rate=30)
-    source_path = place_upload(film_settings.media_root, video_id, clip)
-    await CatalogEventHandler(settings=film_settings, pool=pool).enqueue_transcode(
-        VideoUploaded(video_id=video_id, source_path=source_path)
-    )
-    await run_queue_dry(film_settings, pool, event_bus)
+    await transcode_upload(film_settings, pool, event_bus, video_id, clip)
 
     events = await event_reader(video_id)  # type: ignore[operator]
     ready = [e for e in events if isinstance(e, TranscodeRenditionReady)]
@@ -176,11 +183,7 @@ async def test_a_truncated_film_fails_once_with_its_reason_and_shows_nothing(
     truncated = tmp_path / "film-truncated.mp4"
     data = whole.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
-    source_path = place_upload(film_settings.media_root, video_id, truncated)
-    await CatalogEventHandler(settings=film_settings, pool=pool).enqueue_transcode(
-        VideoUploaded(video_id=video_id, source_path=source_path)
-    )
-    await run_queue_dry(film_settings, pool, event_bus)
+    await transcode_upload(film_settings, pool, event_bus, video_id, truncated)
 
     events = await event_reader(video_id)  # type: ignore[operator]
     failed = [e for e in events if isinstance(e, TranscodeFailed)]

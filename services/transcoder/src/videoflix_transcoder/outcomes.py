@@ -70,9 +70,11 @@ def remove_work_dirs(media_root: Path, video_id: int, generation: int | None = N
         return
     for pattern in (f".tmp-{video_id}-*", f".film-{video_id}-*"):
         for leftover in hls_root.glob(pattern):
-            older = _work_generation(leftover.name) < (generation or 0)
-            current_temporary = leftover.name.startswith(f".tmp-{video_id}-{generation}-")
-            if generation is None or older or current_temporary:
+            if (
+                generation is None
+                or _work_generation(leftover.name) < generation
+                or leftover.name.startswith(f".tmp-{video_id}-{generation}-")
+            ):
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
